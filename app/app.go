@@ -1,0 +1,77 @@
+// Package app wires line's services together: the same code runs each one
+// as its own process (cmd/ingest, cmd/scheduler, cmd/projector) or all of
+// them in one process on an embedded broker (line dev).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/line-sched/line/bootstrap"
+	"github.com/line-sched/line/broker"
+	"github.com/line-sched/line/config"
+	"github.com/line-sched/line/httpapi"
+	"github.com/line-sched/line/ingest"
+)
+
+// Ingest runs the HTTP ingest on ln until ctx is done: it makes sure the
+// deployment's topics exist, replays the log into its live fold, then
+// serves.
+func Ingest(ctx context.Context, cfg config.Config, brokers []string, ln net.Listener, log *slog.Logger) error {
+	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
+		return err
+	}
+	svc, err := ingest.New(ctx, ingest.Options{Config: cfg, Brokers: brokers, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	e, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("HTTP API ready", "addr", "http://"+ln.Addr().String())
+	return httpapi.Serve(ctx, e, ln)
+}
+
+// DevAddrs are where line dev listens, once started.
+type DevAddrs struct {
+	Kafka []string
+	HTTP  string
+}
+
+// Dev runs the whole system in one process: an embedded broker (unless
+// cfg.Brokers names an external Kafka) and every service. ready, if not
+// nil, receives the addresses once everything listens.
+func Dev(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(DevAddrs)) (err error) {
+	brokers := cfg.Brokers
+	if len(brokers) == 0 {
+		emb, err := broker.StartEmbedded(broker.EmbeddedConfig{
+			DataDir: cfg.DataDir, Addr: cfg.DevKafkaAddr, SyncWrites: cfg.DevSyncWrites,
+			Logf: func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...), "component", "kafka") },
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := emb.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close embedded kafka: %w", cerr))
+			}
+		}()
+		brokers = emb.Addrs()
+		log.Info("embedded kafka ready", "addr", brokers[0], "data_dir", cfg.DataDir, "sync_writes", cfg.DevSyncWrites)
+	} else {
+		log.Info("using external kafka", "brokers", brokers)
+	}
+	ln, err := httpapi.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	if ready != nil {
+		ready(DevAddrs{Kafka: brokers, HTTP: ln.Addr().String()})
+	}
+	return Ingest(ctx, cfg, brokers, ln, log)
+}

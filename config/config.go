@@ -1,0 +1,146 @@
+// Package config reads line's settings from the environment. Every service
+// takes the same Config so that one set of variables describes a deployment.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/line-sched/line/events"
+)
+
+// Config holds every setting of a line deployment.
+type Config struct {
+	// Deployment prefixes every topic (LINE_DEPLOYMENT, default "line").
+	Deployment string
+	// Topics names the deployment's topics.
+	Topics events.Topics
+	// Brokers is the external Kafka (LINE_KAFKA_BROKERS, comma separated).
+	// Empty means line dev embeds a broker.
+	Brokers []string
+	// DataDir is where line dev keeps the embedded broker's log and the
+	// views (LINE_DATA_DIR, default ./.line).
+	DataDir string
+	// DevKafkaAddr is where the embedded broker listens
+	// (LINE_DEV_KAFKA_ADDR, default 127.0.0.1:9092).
+	DevKafkaAddr string
+	// DevSyncWrites fsyncs every batch of the embedded broker
+	// (LINE_DEV_SYNC_WRITES).
+	DevSyncWrites bool
+	// HTTPAddr is where the HTTP API listens (LINE_HTTP_ADDR, default
+	// 127.0.0.1:8080).
+	HTTPAddr string
+	// EventsPartitions is the partition count of a new events topic
+	// (LINE_EVENTS_PARTITIONS, default 12).
+	EventsPartitions int32
+	// PoolTTL is how long a disbanded pool lives (LINE_POOL_TTL, 1h).
+	PoolTTL time.Duration
+	// WorkerTTL is how long a worker lives without heartbeat
+	// (LINE_WORKER_TTL, 30s).
+	WorkerTTL time.Duration
+	// ReplicaTTL is how long a replica lives without being reported
+	// (LINE_REPLICA_TTL, 60s).
+	ReplicaTTL time.Duration
+	// AllocTTL is how long an alloc lives without heartbeat
+	// (LINE_ALLOC_TTL, 60s).
+	AllocTTL time.Duration
+	// MaxRetry is how many placements an eval gets before it is
+	// dead-lettered (LINE_MAX_RETRY, 3).
+	MaxRetry int
+	// ProduceTimeout bounds how long a command waits for the broker's
+	// acknowledgement before answering 503 (LINE_PRODUCE_TIMEOUT, 5s).
+	ProduceTimeout time.Duration
+}
+
+// Default returns the defaults of every setting.
+func Default() Config {
+	t, _ := events.NewTopics(events.DefaultDeployment)
+	return Config{
+		Deployment:       events.DefaultDeployment,
+		Topics:           t,
+		DataDir:          "./.line",
+		DevKafkaAddr:     "127.0.0.1:9092",
+		HTTPAddr:         "127.0.0.1:8080",
+		EventsPartitions: events.DefaultEventsPartitions,
+		PoolTTL:          time.Hour,
+		WorkerTTL:        30 * time.Second,
+		ReplicaTTL:       60 * time.Second,
+		AllocTTL:         60 * time.Second,
+		MaxRetry:         3,
+		ProduceTimeout:   5 * time.Second,
+	}
+}
+
+// FromEnv returns the defaults overridden by LINE_* environment variables.
+// Every invalid variable is reported, each with what it should look like.
+func FromEnv() (Config, error) { return FromLookup(os.LookupEnv) }
+
+// FromLookup is FromEnv with a custom variable lookup, for tests.
+func FromLookup(lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	var errs *multierror.Error
+	str := func(name string, dst *string) {
+		if v, ok := lookup(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := lookup(name); ok && v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = multierror.Append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s or 1h", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	integer := func(name string, min int64, dst func(int64)) {
+		if v, ok := lookup(name); ok && v != "" {
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil || n < min {
+				errs = multierror.Append(errs, fmt.Errorf("%s=%q: want an integer >= %d", name, v, min))
+				return
+			}
+			dst(n)
+		}
+	}
+	str("LINE_DEPLOYMENT", &c.Deployment)
+	str("LINE_DATA_DIR", &c.DataDir)
+	str("LINE_DEV_KAFKA_ADDR", &c.DevKafkaAddr)
+	str("LINE_HTTP_ADDR", &c.HTTPAddr)
+	if v, ok := lookup("LINE_KAFKA_BROKERS"); ok {
+		for _, b := range strings.Split(v, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				c.Brokers = append(c.Brokers, b)
+			}
+		}
+	}
+	if v, ok := lookup("LINE_DEV_SYNC_WRITES"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("LINE_DEV_SYNC_WRITES=%q: want true or false", v))
+		}
+		c.DevSyncWrites = b
+	}
+	integer("LINE_EVENTS_PARTITIONS", 1, func(n int64) { c.EventsPartitions = int32(n) })
+	integer("LINE_MAX_RETRY", 1, func(n int64) { c.MaxRetry = int(n) })
+	dur("LINE_POOL_TTL", &c.PoolTTL)
+	dur("LINE_WORKER_TTL", &c.WorkerTTL)
+	dur("LINE_REPLICA_TTL", &c.ReplicaTTL)
+	dur("LINE_ALLOC_TTL", &c.AllocTTL)
+	dur("LINE_PRODUCE_TIMEOUT", &c.ProduceTimeout)
+	t, err := events.NewTopics(c.Deployment)
+	if err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	c.Topics = t
+	if err := errs.ErrorOrNil(); err != nil {
+		return c, fmt.Errorf("invalid configuration: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,195 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Envelope is one event as it sits on the events topic: a JSON object whose
+// record key is the pool id and whose headers repeat type and version.
+type Envelope struct {
+	// ID is a ULID, unique per event.
+	ID string
+	// Type names the event type; Data's concrete type matches it.
+	Type Type
+	// V is the schema version of Data.
+	V int
+	// Pool is the pool the event belongs to (also the record key).
+	Pool string
+	// At is when the event was decided, in UTC with millisecond precision.
+	// Replay never reads a clock: At is the time of the log.
+	At time.Time
+	// Data is the type's payload, e.g. *EvalSubmittedData.
+	Data Data
+}
+
+// wireEnvelope is the JSON shape of an Envelope.
+type wireEnvelope struct {
+	ID   string          `json:"id"`
+	Type Type            `json:"type"`
+	V    int             `json:"v"`
+	Pool string          `json:"pool"`
+	At   string          `json:"at"`
+	Data json.RawMessage `json:"data"`
+}
+
+// New builds an envelope for data with a fresh ULID, at time at (truncated to
+// milliseconds, in UTC).
+func New(pool string, at time.Time, data Data) Envelope {
+	at = Truncate(at)
+	return Envelope{ID: NewULID(at), Type: data.EventType(), V: SchemaVersion, Pool: pool, At: at, Data: data}
+}
+
+// Truncate returns t in UTC truncated to milliseconds, the precision of the
+// log.
+func Truncate(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+// FormatTime formats t as the log does: RFC 3339 in UTC with milliseconds.
+func FormatTime(t time.Time) string { return t.UTC().Format(timeLayoutMillis) }
+
+// Marshal encodes e as JSON.
+func Marshal(e Envelope) ([]byte, error) {
+	if e.Data == nil {
+		return nil, fmt.Errorf("marshal %s event %s: no data", e.Type, e.ID)
+	}
+	if e.Data.EventType() != e.Type {
+		return nil, fmt.Errorf("marshal event %s: type %s does not match data of %s", e.ID, e.Type, e.Data.EventType())
+	}
+	data, err := json.Marshal(e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s data: %w", e.Type, err)
+	}
+	out, err := json.Marshal(wireEnvelope{ID: e.ID, Type: e.Type, V: e.V, Pool: e.Pool, At: FormatTime(e.At), Data: data})
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s envelope: %w", e.Type, err)
+	}
+	return out, nil
+}
+
+// Unmarshal decodes an envelope strictly: an unknown type or version, an
+// unknown field, a missing required field or malformed JSON is a
+// *DecodeError, never a panic.
+func Unmarshal(b []byte) (Envelope, error) {
+	var w wireEnvelope
+	if err := strictJSON(b, &w); err != nil {
+		return Envelope{}, &DecodeError{Reason: "malformed envelope", Err: err}
+	}
+	e := Envelope{ID: w.ID, Type: w.Type, V: w.V, Pool: w.Pool}
+	switch {
+	case w.ID == "":
+		return e, &DecodeError{Type: w.Type, Reason: "missing field", Err: &MissingFieldError{Type: w.Type, Field: "id"}}
+	case w.Type == "":
+		return e, &DecodeError{Reason: "missing field", Err: &MissingFieldError{Field: "type"}}
+	case w.Pool == "":
+		return e, &DecodeError{Type: w.Type, Reason: "missing field", Err: &MissingFieldError{Type: w.Type, Field: "pool"}}
+	case w.At == "":
+		return e, &DecodeError{Type: w.Type, Reason: "missing field", Err: &MissingFieldError{Type: w.Type, Field: "at"}}
+	case len(w.Data) == 0 || bytes.Equal(w.Data, []byte("null")):
+		return e, &DecodeError{Type: w.Type, Reason: "missing field", Err: &MissingFieldError{Type: w.Type, Field: "data"}}
+	}
+	data := newData(w.Type)
+	if data == nil {
+		return e, &DecodeError{Type: w.Type, Reason: "unknown type", Err: ErrUnknownType}
+	}
+	if w.V != SchemaVersion {
+		return e, &DecodeError{Type: w.Type, Reason: "unknown version " + strconv.Itoa(w.V), Err: ErrUnknownVersion}
+	}
+	at, err := time.Parse(time.RFC3339Nano, w.At)
+	if err != nil {
+		return e, &DecodeError{Type: w.Type, Reason: "bad time in at", Err: err}
+	}
+	e.At = Truncate(at)
+	if err := strictJSON(w.Data, data); err != nil {
+		return e, &DecodeError{Type: w.Type, Reason: "malformed data", Err: err}
+	}
+	if err := data.Validate(); err != nil {
+		return e, &DecodeError{Type: w.Type, Reason: "invalid data", Err: err}
+	}
+	e.Data = deref(data)
+	return e, nil
+}
+
+// deref turns the *XData that decoding filled into the XData value that
+// producers build, so that a type switch sees one form only.
+func deref(d Data) Data {
+	switch v := d.(type) {
+	case *PoolCreatedData:
+		return *v
+	case *PoolDisbandedData:
+		return *v
+	case *PoolDeletedData:
+		return *v
+	case *WorkerRegisteredData:
+		return *v
+	case *WorkerHeartbeatData:
+		return *v
+	case *WorkerExpiredData:
+		return *v
+	case *ReplicaExpiredData:
+		return *v
+	case *EvalSubmittedData:
+		return *v
+	case *EvalRejectedData:
+		return *v
+	case *EvalRequeuedData:
+		return *v
+	case *EvalDeadLetteredData:
+		return *v
+	case *AllocPlacedData:
+		return *v
+	case *AllocCompletedData:
+		return *v
+	case *AllocExpiredData:
+		return *v
+	}
+	return d
+}
+
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+// Record encodes e as a record for the events topic: key = pool id, headers
+// type and v.
+func Record(topic string, e Envelope) (*kgo.Record, error) {
+	value, err := Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{
+		Topic: topic,
+		Key:   []byte(e.Pool),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: headerType, Value: []byte(e.Type)},
+			{Key: headerVersion, Value: []byte(strconv.Itoa(e.V))},
+		},
+	}, nil
+}
+
+// FromRecord decodes a record of the events topic. Beyond Unmarshal it checks
+// that the key matches the envelope's pool.
+func FromRecord(r *kgo.Record) (Envelope, error) {
+	e, err := Unmarshal(r.Value)
+	if err != nil {
+		return e, err
+	}
+	if string(r.Key) != e.Pool {
+		return e, &DecodeError{Type: e.Type, Reason: fmt.Sprintf("record key %q differs from pool %q", r.Key, e.Pool), Err: ErrKeyMismatch}
+	}
+	return e, nil
+}

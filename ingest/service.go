@@ -1,0 +1,331 @@
+// Package ingest turns commands into events. Each accepted command appends
+// exactly one event (a batch: one per eval) to the events topic and answers
+// only once the broker acknowledged it, with the event's position. Commands
+// are validated against a live fold of the log (package livestate): ingest
+// knows which pools, workers, evals and allocs exist from the log itself.
+// Bad input never reaches the log.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/line-sched/line/broker"
+	"github.com/line-sched/line/config"
+	"github.com/line-sched/line/events"
+	"github.com/line-sched/line/livestate"
+	"github.com/line-sched/line/state"
+)
+
+// Options configure a Service.
+type Options struct {
+	// Config is the deployment's configuration (topics, TTLs, timeouts).
+	Config config.Config
+	// Brokers to connect to.
+	Brokers []string
+	// Clock returns the time written into events; nil means time.Now.
+	Clock func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// BatchProducers is how many batches may be in flight at once
+	// (each on its own transactional producer); default 4.
+	BatchProducers int
+}
+
+// Service accepts commands and appends their events.
+type Service struct {
+	cfg    config.Config
+	topic  string
+	now    func() time.Time
+	log    *slog.Logger
+	prod   *kgo.Client
+	adm    *kadm.Client
+	view   *livestate.Follower
+	nparts int32
+
+	brokers  []string
+	instance string
+	txns     chan *kgo.Client
+	txnMu    sync.Mutex
+	txnMade  int
+	txnMax   int
+
+	flightMu sync.Mutex
+	flights  map[string]*flight
+}
+
+// flight is a command in progress that others with the same key wait for.
+type flight struct {
+	done chan struct{}
+	pos  events.Position
+	err  error
+}
+
+// missWait bounds how long a command waits for the view to catch up before
+// answering 404 for something it does not know yet.
+const missWait = 3 * time.Second
+
+// New connects to Kafka, starts the live fold and waits until it has caught
+// up with the log, so that the first command is validated against the whole
+// history.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BatchProducers <= 0 {
+		opts.BatchProducers = 4
+	}
+	cfg := opts.Config
+	s := &Service{
+		cfg:      cfg,
+		topic:    cfg.Topics.Events(),
+		now:      opts.Clock,
+		log:      opts.Logger,
+		brokers:  opts.Brokers,
+		instance: events.NewULID(opts.Clock()),
+		txns:     make(chan *kgo.Client, opts.BatchProducers),
+		txnMax:   opts.BatchProducers,
+		flights:  make(map[string]*flight),
+	}
+	prod, err := kgo.NewClient(
+		kgo.SeedBrokers(opts.Brokers...),
+		kgo.DefaultProduceTopic(s.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		kgo.ProducerBatchMaxBytes(16<<20),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: create producer: %w", err)
+	}
+	s.prod = prod
+	s.adm = kadm.NewClient(prod)
+	if err := broker.WaitReady(ctx, prod); err != nil {
+		prod.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	topics, err := s.adm.ListTopics(ctx, s.topic)
+	if err != nil || topics.Error() != nil || len(topics[s.topic].Partitions) == 0 {
+		prod.Close()
+		return nil, fmt.Errorf("ingest: events topic %s not found (run line dev, or create the topics first): %w", s.topic, errors.Join(err, topics.Error()))
+	}
+	s.nparts = int32(len(topics[s.topic].Partitions))
+	view, err := livestate.Start(livestate.Options{Brokers: opts.Brokers, Topic: s.topic, Logger: opts.Logger})
+	if err != nil {
+		prod.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s.view = view
+	if err := view.CatchUp(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("ingest: replay the events topic: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops the service.
+func (s *Service) Close() {
+	if s.view != nil {
+		s.view.Close()
+	}
+	close(s.txns)
+	for cl := range s.txns {
+		cl.Close()
+	}
+	s.prod.Close()
+}
+
+// View returns the live fold the service validates against.
+func (s *Service) View() *livestate.Follower { return s.view }
+
+// Ping checks that the broker answers.
+func (s *Service) Ping(ctx context.Context) error { return s.prod.Ping(ctx) }
+
+// partition returns the events partition of a pool.
+func (s *Service) partition(pool string) int32 { return events.PartitionFor(pool, s.nparts) }
+
+// clock returns the time for new events, truncated to log precision.
+func (s *Service) clock() time.Time { return events.Truncate(s.now()) }
+
+// read runs check against the live state; if check reports a 404 (the thing
+// may just not be applied yet), it waits until the view reflects everything
+// committed on the pool's partition and checks again.
+func (s *Service) read(ctx context.Context, pool string, check func(*state.State) error) error {
+	var err error
+	s.view.Read(func(st *state.State) { err = check(st) })
+	if e := AsError(err); e == nil || e.Status != 404 {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, missWait)
+	defer cancel()
+	if cerr := s.view.CatchUp(wctx, s.partition(pool)); cerr != nil {
+		if ctx.Err() == nil && wctx.Err() == nil {
+			return unavailable(cerr)
+		}
+		return err
+	}
+	s.view.Read(func(st *state.State) { err = check(st) })
+	return err
+}
+
+// begin reserves key for a command in progress. If another command holds
+// it, begin waits for that one to be applied and returns false: the caller
+// re-checks the state.
+func (s *Service) begin(ctx context.Context, key string) (*flight, bool, error) {
+	s.flightMu.Lock()
+	if f := s.flights[key]; f != nil {
+		s.flightMu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if f.err == nil {
+			wctx, cancel := context.WithTimeout(ctx, missWait)
+			defer cancel()
+			_ = s.view.WaitApplied(wctx, f.pos)
+		}
+		return nil, false, nil
+	}
+	f := &flight{done: make(chan struct{})}
+	s.flights[key] = f
+	s.flightMu.Unlock()
+	return f, true, nil
+}
+
+// end releases key once the command's event is applied (or failed).
+func (s *Service) end(key string, f *flight, pos events.Position, err error) {
+	f.pos, f.err = pos, err
+	close(f.done)
+	go func() {
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = s.view.WaitApplied(ctx, pos)
+			cancel()
+		}
+		s.flightMu.Lock()
+		delete(s.flights, key)
+		s.flightMu.Unlock()
+	}()
+}
+
+// append writes one event and waits for the broker's acknowledgement.
+func (s *Service) append(ctx context.Context, e events.Envelope) (events.Position, error) {
+	rec, err := events.Record(s.topic, e)
+	if err != nil {
+		return events.Position{}, fmt.Errorf("ingest: encode %s: %w", e.Type, err)
+	}
+	rec.Partition = s.partition(e.Pool)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	defer cancel()
+	r, err := s.prod.ProduceSync(ctx, rec).First()
+	if err != nil {
+		return events.Position{}, unavailable(err)
+	}
+	return events.Position{Partition: r.Partition, Offset: r.Offset}, nil
+}
+
+// appendAtomically writes events of one pool in one transaction, so that a
+// batch is either all on the log or not at all.
+func (s *Service) appendAtomically(ctx context.Context, es []events.Envelope) ([]events.Position, error) {
+	recs := make([]*kgo.Record, len(es))
+	for i, e := range es {
+		rec, err := events.Record(s.topic, e)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: encode %s: %w", e.Type, err)
+		}
+		rec.Partition = s.partition(e.Pool)
+		recs[i] = rec
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	defer cancel()
+	cl, err := s.txnClient(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	pos, err := s.produceTxn(ctx, cl, recs)
+	if err != nil {
+		// A producer whose transaction failed may be in an unknown
+		// state: replace it.
+		cl.Close()
+		s.txnMu.Lock()
+		s.txnMade--
+		s.txnMu.Unlock()
+		return nil, unavailable(err)
+	}
+	s.txns <- cl
+	return pos, nil
+}
+
+func (s *Service) produceTxn(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) ([]events.Position, error) {
+	if err := cl.BeginTransaction(); err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	results := cl.ProduceSync(ctx, recs...)
+	commit := kgo.TryCommit
+	if results.FirstErr() != nil {
+		commit = kgo.TryAbort
+	}
+	if err := cl.EndTransaction(ctx, commit); err != nil {
+		return nil, fmt.Errorf("end transaction: %w", errors.Join(err, results.FirstErr()))
+	}
+	if err := results.FirstErr(); err != nil {
+		return nil, fmt.Errorf("produce batch (aborted): %w", err)
+	}
+	pos := make([]events.Position, len(results))
+	for i, r := range results {
+		pos[i] = events.Position{Partition: r.Record.Partition, Offset: r.Record.Offset}
+	}
+	return pos, nil
+}
+
+// txnClient takes a transactional producer from the pool, making one if
+// fewer than txnMax exist.
+func (s *Service) txnClient(ctx context.Context) (*kgo.Client, error) {
+	select {
+	case cl := <-s.txns:
+		return cl, nil
+	default:
+	}
+	s.txnMu.Lock()
+	if s.txnMade < s.txnMax {
+		s.txnMade++
+		n := s.txnMade
+		s.txnMu.Unlock()
+		cl, err := kgo.NewClient(
+			kgo.SeedBrokers(s.brokers...),
+			kgo.DefaultProduceTopic(s.topic),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.TransactionalID(fmt.Sprintf("%s-ingest-%s-%d", s.cfg.Deployment, s.instance, n)),
+			kgo.TransactionTimeout(s.cfg.ProduceTimeout+10*time.Second),
+			kgo.ProducerLinger(0),
+			kgo.ProducerBatchMaxBytes(16<<20),
+			kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
+		)
+		if err != nil {
+			s.txnMu.Lock()
+			s.txnMade--
+			s.txnMu.Unlock()
+			return nil, fmt.Errorf("create transactional producer: %w", err)
+		}
+		return cl, nil
+	}
+	s.txnMu.Unlock()
+	select {
+	case cl := <-s.txns:
+		return cl, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

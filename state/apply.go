@@ -1,0 +1,296 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/line-sched/line/events"
+)
+
+// Rejection reports an event that did not apply. The state is unchanged.
+// Producers that validate their commands against the state never write one,
+// except in a race that the rules below resolve; the audit reports each.
+type Rejection struct {
+	Type   events.Type
+	Pool   string
+	Reason string
+}
+
+func (r *Rejection) Error() string {
+	return fmt.Sprintf("%s in pool %s did not apply: %s", r.Type, r.Pool, r.Reason)
+}
+
+func reject(e events.Envelope, format string, args ...any) error {
+	return &Rejection{Type: e.Type, Pool: e.Pool, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Apply folds one event at position pos into the state. It returns nil when
+// the event applied and a *Rejection when it did not (then nothing changed).
+//
+// The meaning of each event, in one place:
+//
+//   - pool.created opens a pool, unless the id was ever used.
+//   - pool.disbanded moves an active pool to disbanded. Evals already
+//     pending stay pending until the scheduler rejects them; a placement
+//     decided before the scheduler saw the disband still applies.
+//   - pool.deleted ends a disbanded pool and forgets its workers, evals and
+//     allocs; the id stays taken.
+//   - worker.registered adds a worker to an active pool, with its replicas.
+//   - worker.heartbeat moves the deadlines of the worker, of each listed
+//     replica (added if new) and of each listed alloc running on it.
+//     Deadlines only move forward.
+//   - worker.expired removes a worker with no running allocs, and its
+//     replicas. Expiries are decisions: they apply whatever heartbeat came
+//     in after they were decided.
+//   - replica.expired removes one replica.
+//   - eval.submitted queues a new eval (ids are unique per pool: a second
+//     submission of the same id does not apply).
+//   - eval.rejected ends a pending eval, or a placed one whose alloc
+//     expired.
+//   - eval.requeued puts a placed eval whose alloc expired back at the end
+//     of the queue.
+//   - eval.dead_lettered ends a placed eval whose alloc expired.
+//   - alloc.placed takes a pending eval off the queue and runs it on a live
+//     worker, only if the worker has room: no offset ever overcommits.
+//   - alloc.completed ends a running alloc and its eval; the capacity comes
+//     back exactly once.
+//   - alloc.expired ends a running alloc and returns its capacity; its eval
+//     waits for the retry decision.
+func (s *State) Apply(e events.Envelope, pos events.Position) error {
+	s.Applied++
+	err := s.apply(e, pos)
+	if err != nil {
+		s.Rejected++
+	}
+	return err
+}
+
+func (s *State) apply(e events.Envelope, pos events.Position) error {
+	p := s.pools[e.Pool]
+	if d, ok := e.Data.(events.PoolCreatedData); ok {
+		if p != nil {
+			return reject(e, "pool already exists")
+		}
+		s.pools[e.Pool] = newPool(e.Pool, e.At, d)
+		return nil
+	}
+	if p == nil {
+		return reject(e, "unknown pool")
+	}
+	if p.Status == PoolDeleted {
+		return reject(e, "pool deleted")
+	}
+	switch d := e.Data.(type) {
+	case events.PoolDisbandedData:
+		if p.Status != PoolActive {
+			return reject(e, "pool is %s", p.Status)
+		}
+		p.Status, p.DisbandedAt, p.DeleteAt = PoolDisbanded, e.At, d.DeleteAt
+	case events.PoolDeletedData:
+		if p.Status != PoolDisbanded {
+			return reject(e, "pool is %s, not disbanded", p.Status)
+		}
+		p.Status, p.DeletedAt = PoolDeleted, e.At
+		p.workers, p.evals, p.allocs = map[string]*Worker{}, map[string]*Eval{}, map[string]*Alloc{}
+		p.holders, p.queue, p.free = map[string]map[string]*Worker{}, newQueue(), newFreeIndex()
+	case events.WorkerRegisteredData:
+		if p.Status != PoolActive {
+			return reject(e, "pool is %s", p.Status)
+		}
+		if p.workers[d.WorkerID] != nil {
+			return reject(e, "worker %s already registered", d.WorkerID)
+		}
+		w := &Worker{ID: d.WorkerID, Capacity: d.Capacity, Deadline: d.Deadline, Topic: d.Topic,
+			RegisteredAt: e.At, Replicas: make(map[string]time.Time), Running: make(map[string]*Alloc)}
+		p.workers[w.ID] = w
+		for _, ds := range d.Datasets {
+			p.putReplica(w, ds, d.ReplicaDeadline)
+		}
+		p.free.update(w)
+	case events.WorkerHeartbeatData:
+		w := p.workers[d.WorkerID]
+		if w == nil {
+			return reject(e, "unknown worker %s", d.WorkerID)
+		}
+		w.Deadline = later(w.Deadline, d.Deadline)
+		for _, ds := range d.Datasets {
+			p.putReplica(w, ds, d.ReplicaDeadline)
+		}
+		for _, id := range d.Allocs {
+			if a := w.Running[id]; a != nil {
+				a.Deadline = later(a.Deadline, d.AllocDeadline)
+			}
+		}
+	case events.WorkerExpiredData:
+		w := p.workers[d.WorkerID]
+		if w == nil {
+			return reject(e, "unknown worker %s", d.WorkerID)
+		}
+		if len(w.Running) > 0 {
+			return reject(e, "worker %s still has %d running allocs", w.ID, len(w.Running))
+		}
+		for ds := range w.Replicas {
+			p.dropReplica(w, ds)
+		}
+		p.free.remove(w)
+		delete(p.workers, w.ID)
+	case events.ReplicaExpiredData:
+		w := p.workers[d.WorkerID]
+		if w == nil {
+			return reject(e, "unknown worker %s", d.WorkerID)
+		}
+		if _, ok := w.Replicas[d.DatasetID]; !ok {
+			return reject(e, "worker %s holds no replica of %s", w.ID, d.DatasetID)
+		}
+		p.dropReplica(w, d.DatasetID)
+	case events.EvalSubmittedData:
+		if p.evals[d.EvalID] != nil {
+			return reject(e, "eval %s already submitted", d.EvalID)
+		}
+		ev := &Eval{ID: d.EvalID, DatasetID: d.DatasetID, Size: d.Size, Payload: d.Payload,
+			Status: EvalPending, NextAttempt: 1, SubmittedAt: e.At, QueuedAt: e.At, Position: pos}
+		p.evals[ev.ID] = ev
+		p.queue.push(ev)
+	case events.EvalRejectedData:
+		ev := p.evals[d.EvalID]
+		if ev == nil {
+			return reject(e, "unknown eval %s", d.EvalID)
+		}
+		if ev.Status != EvalPending && !p.awaitingRetry(ev) {
+			return reject(e, "eval %s is %s", ev.ID, ev.Status)
+		}
+		p.queue.remove(ev)
+		ev.Status, ev.Reason, ev.EndedAt = EvalRejected, d.Reason, e.At
+	case events.EvalRequeuedData:
+		ev := p.evals[d.EvalID]
+		if ev == nil {
+			return reject(e, "unknown eval %s", d.EvalID)
+		}
+		if !p.awaitingRetry(ev) || ev.AllocID != d.AllocID {
+			return reject(e, "eval %s has no expired alloc %s awaiting a retry decision", ev.ID, d.AllocID)
+		}
+		ev.Status, ev.NextAttempt, ev.Reason, ev.QueuedAt = EvalPending, d.Attempt, d.Reason, e.At
+		p.queue.push(ev)
+	case events.EvalDeadLetteredData:
+		ev := p.evals[d.EvalID]
+		if ev == nil {
+			return reject(e, "unknown eval %s", d.EvalID)
+		}
+		if !p.awaitingRetry(ev) || (d.AllocID != "" && ev.AllocID != d.AllocID) {
+			return reject(e, "eval %s has no expired alloc awaiting a retry decision", ev.ID)
+		}
+		ev.Status, ev.Reason, ev.EndedAt = EvalDeadLettered, d.Reason, e.At
+	case events.AllocPlacedData:
+		return p.place(e, d)
+	case events.AllocCompletedData:
+		a := p.allocs[d.AllocID]
+		if a == nil {
+			return reject(e, "unknown alloc %s", d.AllocID)
+		}
+		if a.Status != AllocRunning {
+			return reject(e, "alloc %s is %s", a.ID, a.Status)
+		}
+		p.endAlloc(a, AllocCompleted, e.At)
+		c := d
+		a.Completion = &c
+		if ev := p.evals[a.EvalID]; ev != nil {
+			ev.Status, ev.Result, ev.EndedAt = EvalCompleted, d.Status, e.At
+		}
+	case events.AllocExpiredData:
+		a := p.allocs[d.AllocID]
+		if a == nil {
+			return reject(e, "unknown alloc %s", d.AllocID)
+		}
+		if a.Status != AllocRunning {
+			return reject(e, "alloc %s is %s", a.ID, a.Status)
+		}
+		p.endAlloc(a, AllocExpired, e.At)
+		a.ExpiryReason = d.Reason
+	default:
+		return reject(e, "no meaning defined for %T", e.Data)
+	}
+	return nil
+}
+
+func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
+	ev := p.evals[d.EvalID]
+	switch {
+	case ev == nil:
+		return reject(e, "unknown eval %s", d.EvalID)
+	case ev.Status != EvalPending:
+		return reject(e, "eval %s is %s", ev.ID, ev.Status)
+	case p.allocs[d.AllocID] != nil:
+		return reject(e, "alloc %s already exists", d.AllocID)
+	case d.Size != ev.Size:
+		return reject(e, "alloc size %d differs from eval size %d", d.Size, ev.Size)
+	case d.Attempt != ev.NextAttempt:
+		return reject(e, "attempt %d, expected %d", d.Attempt, ev.NextAttempt)
+	}
+	w := p.workers[d.WorkerID]
+	switch {
+	case w == nil:
+		return reject(e, "unknown worker %s", d.WorkerID)
+	case !w.Deadline.After(e.At):
+		return reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
+	case w.Used+d.Size > w.Capacity:
+		return reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
+	}
+	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, WorkerID: w.ID, DatasetID: d.DatasetID, Size: d.Size,
+		Attempt: d.Attempt, Deadline: d.Deadline, Status: AllocRunning, PlacedAt: e.At, Topic: d.Topic, Placement: d}
+	p.allocs[a.ID] = a
+	w.Running[a.ID] = a
+	w.Used += a.Size
+	p.free.update(w)
+	p.queue.remove(ev)
+	ev.Status, ev.Attempts, ev.AllocID, ev.Reason = EvalPlaced, d.Attempt, a.ID, ""
+	return nil
+}
+
+// endAlloc ends a running alloc and returns its capacity to its worker.
+func (p *Pool) endAlloc(a *Alloc, status AllocStatus, at time.Time) {
+	a.Status, a.EndedAt = status, at
+	if w := p.workers[a.WorkerID]; w != nil && w.Running[a.ID] != nil {
+		delete(w.Running, a.ID)
+		w.Used -= a.Size
+		p.free.update(w)
+	}
+}
+
+// AwaitingRetry reports whether ev is placed but its alloc expired, so that a
+// requeue, dead letter or rejection decision is due.
+func (p *Pool) AwaitingRetry(ev *Eval) bool { return p.awaitingRetry(ev) }
+
+func (p *Pool) awaitingRetry(ev *Eval) bool {
+	if ev.Status != EvalPlaced {
+		return false
+	}
+	a := p.allocs[ev.AllocID]
+	return a != nil && a.Status == AllocExpired
+}
+
+func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
+	w.Replicas[dataset] = later(w.Replicas[dataset], deadline)
+	m := p.holders[dataset]
+	if m == nil {
+		m = make(map[string]*Worker)
+		p.holders[dataset] = m
+	}
+	m[w.ID] = w
+}
+
+func (p *Pool) dropReplica(w *Worker, dataset string) {
+	delete(w.Replicas, dataset)
+	if m := p.holders[dataset]; m != nil {
+		delete(m, w.ID)
+		if len(m) == 0 {
+			delete(p.holders, dataset)
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,281 @@
+// Package state is the one fold of line: it defines what every event means.
+// The scheduler decides from it, ingest validates commands against it, the
+// projector materializes it and the audit replays it. Nothing else may
+// interpret an event.
+//
+// The fold is pure and total: Apply never reads a clock, never fails on a
+// well-formed event, and leaves the state untouched when an event does not
+// apply (a completion of an unknown alloc, a placement that would overcommit
+// a worker). Such an event is reported through a *Rejection so that callers
+// can count it and the audit can flag it; applying it is a no-op, never a
+// double release or an overcommit.
+package state
+
+import (
+	"cmp"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/line-sched/line/events"
+)
+
+// PoolStatus is the lifecycle stage of a pool.
+type PoolStatus string
+
+// Pool statuses.
+const (
+	PoolActive    PoolStatus = "active"
+	PoolDisbanded PoolStatus = "disbanded"
+	PoolDeleted   PoolStatus = "deleted"
+)
+
+// EvalStatus is where an eval stands. Every eval is in exactly one status.
+type EvalStatus string
+
+// Eval statuses.
+const (
+	// EvalPending evals wait in the pool's queue.
+	EvalPending EvalStatus = "pending"
+	// EvalPlaced evals have a running alloc, or an expired one whose retry
+	// decision (requeue or dead letter) is still to come.
+	EvalPlaced EvalStatus = "placed"
+	// EvalCompleted evals ran to an end reported by their worker.
+	EvalCompleted EvalStatus = "completed"
+	// EvalRejected evals were ended without placement (pool disbanded).
+	EvalRejected EvalStatus = "rejected"
+	// EvalDeadLettered evals ran out of attempts.
+	EvalDeadLettered EvalStatus = "dead_lettered"
+)
+
+// EvalStatuses lists every eval status.
+var EvalStatuses = []EvalStatus{EvalPending, EvalPlaced, EvalCompleted, EvalRejected, EvalDeadLettered}
+
+// AllocStatus is where an alloc stands.
+type AllocStatus string
+
+// Alloc statuses.
+const (
+	AllocRunning   AllocStatus = "running"
+	AllocCompleted AllocStatus = "completed"
+	AllocExpired   AllocStatus = "expired"
+)
+
+// State is the fold of a prefix of the events topic: every pool and what it
+// holds.
+type State struct {
+	pools map[string]*Pool
+	// Applied counts events applied (including rejected ones).
+	Applied int64
+	// Rejected counts events that did not apply.
+	Rejected int64
+}
+
+// New returns an empty state.
+func New() *State { return &State{pools: make(map[string]*Pool)} }
+
+// Pool returns the pool with the given id, or nil.
+func (s *State) Pool(id string) *Pool { return s.pools[id] }
+
+// Pools returns every pool sorted by id.
+func (s *State) Pools() []*Pool {
+	out := make([]*Pool, 0, len(s.pools))
+	for _, p := range s.pools {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *Pool) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Pool is one pool's state: its workers, replicas, evals, allocs and queue.
+type Pool struct {
+	ID           string
+	Strategy     events.Strategy
+	LocalityWait time.Duration
+	Status       PoolStatus
+	CreatedAt    time.Time
+	DisbandedAt  time.Time
+	// DeleteAt is when a disbanded pool is deleted.
+	DeleteAt time.Time
+	// DeletedAt is when the pool was deleted.
+	DeletedAt time.Time
+
+	workers map[string]*Worker
+	evals   map[string]*Eval
+	allocs  map[string]*Alloc
+	// holders maps a dataset to the workers holding a replica of it.
+	holders map[string]map[string]*Worker
+	// queue holds pending evals in queue order.
+	queue *Queue
+	// free orders workers by free capacity.
+	free *FreeIndex
+}
+
+func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
+	return &Pool{
+		ID:           id,
+		Strategy:     d.Strategy,
+		LocalityWait: d.LocalityWaitMs.Duration(),
+		Status:       PoolActive,
+		CreatedAt:    at,
+		workers:      make(map[string]*Worker),
+		evals:        make(map[string]*Eval),
+		allocs:       make(map[string]*Alloc),
+		holders:      make(map[string]map[string]*Worker),
+		queue:        newQueue(),
+		free:         newFreeIndex(),
+	}
+}
+
+// Worker returns the worker with the given id, or nil.
+func (p *Pool) Worker(id string) *Worker { return p.workers[id] }
+
+// Eval returns the eval with the given id, or nil.
+func (p *Pool) Eval(id string) *Eval { return p.evals[id] }
+
+// Alloc returns the alloc with the given id, or nil.
+func (p *Pool) Alloc(id string) *Alloc { return p.allocs[id] }
+
+// NumWorkers is the number of registered workers.
+func (p *Pool) NumWorkers() int { return len(p.workers) }
+
+// NumEvals is the number of evals the pool knows, in any status.
+func (p *Pool) NumEvals() int { return len(p.evals) }
+
+// Workers returns the registered workers sorted by id.
+func (p *Pool) Workers() []*Worker {
+	out := make([]*Worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b *Worker) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Evals returns every eval sorted by id.
+func (p *Pool) Evals() []*Eval {
+	out := make([]*Eval, 0, len(p.evals))
+	for _, e := range p.evals {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b *Eval) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Allocs returns every alloc sorted by id.
+func (p *Pool) Allocs() []*Alloc {
+	out := make([]*Alloc, 0, len(p.allocs))
+	for _, a := range p.allocs {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b *Alloc) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Holders returns the workers holding a replica of dataset, sorted by id.
+// Replicas past their deadline but not yet expired are included; callers
+// that decide compare Replica deadlines with their decision time.
+func (p *Pool) Holders(dataset string) []*Worker {
+	m := p.holders[dataset]
+	out := make([]*Worker, 0, len(m))
+	for _, w := range m {
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b *Worker) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Queue returns the pool's pending evals in queue order.
+func (p *Pool) Queue() *Queue { return p.queue }
+
+// Free returns the index of workers by free capacity.
+func (p *Pool) Free() *FreeIndex { return p.free }
+
+// Worker is a registered worker.
+type Worker struct {
+	ID       string
+	Capacity int64
+	// Used is the total size of the worker's running allocs.
+	Used     int64
+	Deadline time.Time
+	Topic    string
+	// RegisteredAt is when the worker registered.
+	RegisteredAt time.Time
+	// Replicas maps each dataset the worker holds to its deadline.
+	Replicas map[string]time.Time
+	// Running holds the ids of the worker's running allocs.
+	Running map[string]*Alloc
+}
+
+// Free is the capacity not used by running allocs.
+func (w *Worker) Free() int64 { return w.Capacity - w.Used }
+
+// Datasets returns the datasets the worker holds, sorted.
+func (w *Worker) Datasets() []string {
+	out := make([]string, 0, len(w.Replicas))
+	for d := range w.Replicas {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RunningAllocs returns the worker's running allocs sorted by id.
+func (w *Worker) RunningAllocs() []*Alloc {
+	out := make([]*Alloc, 0, len(w.Running))
+	for _, a := range w.Running {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b *Alloc) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Eval is a scheduling request and where it stands.
+type Eval struct {
+	ID        string
+	DatasetID string
+	Size      int64
+	Payload   json.RawMessage
+	Status    EvalStatus
+	// Attempts counts placements so far.
+	Attempts int
+	// NextAttempt is the attempt number of the next placement.
+	NextAttempt int
+	// AllocID is the current (or last) alloc.
+	AllocID     string
+	SubmittedAt time.Time
+	// QueuedAt is when the eval last entered the queue.
+	QueuedAt time.Time
+	// EndedAt is when the eval reached a final status.
+	EndedAt time.Time
+	// Reason says why the eval was rejected, requeued or dead-lettered.
+	Reason string
+	// Result is the completion status of a completed eval.
+	Result events.CompletionStatus
+	// Position is where the eval.submitted event sits on the log.
+	Position events.Position
+
+	queueSeq uint64
+}
+
+// Alloc is a placed eval.
+type Alloc struct {
+	ID        string
+	EvalID    string
+	WorkerID  string
+	DatasetID string
+	Size      int64
+	Attempt   int
+	Deadline  time.Time
+	Status    AllocStatus
+	PlacedAt  time.Time
+	EndedAt   time.Time
+	Topic     string
+	// Placement is the decision record: strategy, locality, candidates,
+	// wait.
+	Placement events.AllocPlacedData
+	// Completion is set once the worker completed the alloc.
+	Completion *events.AllocCompletedData
+	// ExpiryReason is set once the alloc expired.
+	ExpiryReason string
+}
