@@ -15,6 +15,7 @@ import (
 	"github.com/line-sched/line/config"
 	"github.com/line-sched/line/httpapi"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/schedloop"
 )
 
 // Ingest runs the HTTP ingest on ln until ctx is done: it makes sure the
@@ -73,5 +74,44 @@ func Dev(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(De
 	if ready != nil {
 		ready(DevAddrs{Kafka: brokers, HTTP: ln.Addr().String()})
 	}
-	return Ingest(ctx, cfg, brokers, ln, log)
+	return runAll(ctx,
+		func(ctx context.Context) error { return Ingest(ctx, cfg, brokers, ln, log) },
+		func(ctx context.Context) error { return Scheduler(ctx, cfg, brokers, log) },
+	)
+}
+
+// runAll runs every service until ctx is done or one of them fails; then it
+// stops the others and returns every error.
+func runAll(ctx context.Context, services ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(services))
+	for _, s := range services {
+		go func() {
+			err := s(ctx)
+			cancel()
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range services {
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Scheduler runs one scheduler instance until ctx is done.
+func Scheduler(ctx context.Context, cfg config.Config, brokers []string, log *slog.Logger) error {
+	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
+		return err
+	}
+	loop, err := schedloop.New(schedloop.Options{Config: cfg, Brokers: brokers, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer loop.Close()
+	log.Info("scheduler running", "group", cfg.Deployment+"-scheduler")
+	return loop.Run(ctx)
 }
