@@ -102,7 +102,7 @@ type EvalRequeuedData struct {
 	// AllocID is the alloc that expired.
 	AllocID string `json:"alloc_id"`
 	// Attempt is the attempt number the next placement will carry.
-	Attempt int `json:"attempt"`
+	Attempt int    `json:"attempt"`
 	Reason  string `json:"reason"`
 }
 
@@ -152,19 +152,33 @@ type AllocExpiredData struct {
 	Reason  string `json:"reason"`
 }
 
+// EventType implements Data.
 func (PoolCreatedData) EventType() Type      { return PoolCreated }
+// EventType implements Data.
 func (PoolDisbandedData) EventType() Type    { return PoolDisbanded }
+// EventType implements Data.
 func (PoolDeletedData) EventType() Type      { return PoolDeleted }
+// EventType implements Data.
 func (WorkerRegisteredData) EventType() Type { return WorkerRegistered }
+// EventType implements Data.
 func (WorkerHeartbeatData) EventType() Type  { return WorkerHeartbeat }
+// EventType implements Data.
 func (WorkerExpiredData) EventType() Type    { return WorkerExpired }
+// EventType implements Data.
 func (ReplicaExpiredData) EventType() Type   { return ReplicaExpired }
+// EventType implements Data.
 func (EvalSubmittedData) EventType() Type    { return EvalSubmitted }
+// EventType implements Data.
 func (EvalRejectedData) EventType() Type     { return EvalRejected }
+// EventType implements Data.
 func (EvalRequeuedData) EventType() Type     { return EvalRequeued }
+// EventType implements Data.
 func (EvalDeadLetteredData) EventType() Type { return EvalDeadLettered }
+// EventType implements Data.
 func (AllocPlacedData) EventType() Type      { return AllocPlaced }
+// EventType implements Data.
 func (AllocCompletedData) EventType() Type   { return AllocCompleted }
+// EventType implements Data.
 func (AllocExpiredData) EventType() Type     { return AllocExpired }
 
 // newData returns a pointer to a zero Data of type t, or nil if t is unknown.
@@ -224,6 +238,7 @@ func require(t Type, fields ...any) error {
 	return nil
 }
 
+// Validate implements Data.
 func (d PoolCreatedData) Validate() error {
 	if !d.Strategy.Valid() {
 		return &InvalidFieldError{Type: PoolCreated, Field: "strategy", Reason: fmt.Sprintf("unknown strategy %q", d.Strategy)}
@@ -234,30 +249,37 @@ func (d PoolCreatedData) Validate() error {
 	return nil
 }
 
+// Validate implements Data.
 func (d PoolDisbandedData) Validate() error {
 	return require(PoolDisbanded, "delete_at", d.DeleteAt)
 }
 
+// Validate implements Data.
 func (PoolDeletedData) Validate() error { return nil }
 
+// Validate implements Data.
 func (d WorkerRegisteredData) Validate() error {
 	return require(WorkerRegistered, "worker_id", d.WorkerID, "capacity", d.Capacity,
 		"topic", d.Topic, "deadline", d.Deadline, "replica_deadline", d.ReplicaDeadline)
 }
 
+// Validate implements Data.
 func (d WorkerHeartbeatData) Validate() error {
 	return require(WorkerHeartbeat, "worker_id", d.WorkerID, "deadline", d.Deadline,
 		"replica_deadline", d.ReplicaDeadline, "alloc_deadline", d.AllocDeadline)
 }
 
+// Validate implements Data.
 func (d WorkerExpiredData) Validate() error {
 	return require(WorkerExpired, "worker_id", d.WorkerID, "deadline", d.Deadline)
 }
 
+// Validate implements Data.
 func (d ReplicaExpiredData) Validate() error {
 	return require(ReplicaExpired, "worker_id", d.WorkerID, "dataset_id", d.DatasetID, "deadline", d.Deadline)
 }
 
+// Validate implements Data.
 func (d EvalSubmittedData) Validate() error {
 	if err := require(EvalSubmitted, "eval_id", d.EvalID, "size", d.Size); err != nil {
 		return err
@@ -268,18 +290,22 @@ func (d EvalSubmittedData) Validate() error {
 	return nil
 }
 
+// Validate implements Data.
 func (d EvalRejectedData) Validate() error {
 	return require(EvalRejected, "eval_id", d.EvalID, "reason", d.Reason)
 }
 
+// Validate implements Data.
 func (d EvalRequeuedData) Validate() error {
 	return require(EvalRequeued, "eval_id", d.EvalID, "alloc_id", d.AllocID, "attempt", d.Attempt)
 }
 
+// Validate implements Data.
 func (d EvalDeadLetteredData) Validate() error {
 	return require(EvalDeadLettered, "eval_id", d.EvalID, "reason", d.Reason)
 }
 
+// Validate implements Data.
 func (d AllocPlacedData) Validate() error {
 	if err := require(AllocPlaced, "alloc_id", d.AllocID, "eval_id", d.EvalID, "worker_id", d.WorkerID,
 		"size", d.Size, "attempt", d.Attempt, "deadline", d.Deadline); err != nil {
@@ -296,6 +322,7 @@ func (d AllocPlacedData) Validate() error {
 	return nil
 }
 
+// Validate implements Data.
 func (d AllocCompletedData) Validate() error {
 	if err := require(AllocCompleted, "alloc_id", d.AllocID); err != nil {
 		return err
@@ -306,6 +333,7 @@ func (d AllocCompletedData) Validate() error {
 	return nil
 }
 
+// Validate implements Data.
 func (d AllocExpiredData) Validate() error {
 	return require(AllocExpired, "alloc_id", d.AllocID)
 }

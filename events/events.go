@@ -32,12 +32,12 @@ const (
 	AllocPlaced       Type = "alloc.placed"
 	AllocCompleted    Type = "alloc.completed"
 	AllocExpired      Type = "alloc.expired"
-	currentSchemaV    = 1
-	timeLayoutMillis  = "2006-01-02T15:04:05.000Z07:00"
-	headerType        = "type"
-	headerVersion     = "v"
-	maxPayloadBytes   = 64 << 10
-	maxDatasetsPerMsg = 1000
+	currentSchemaV         = 1
+	timeLayoutMillis       = "2006-01-02T15:04:05.000Z07:00"
+	headerType             = "type"
+	headerVersion          = "v"
+	maxPayloadBytes        = 64 << 10
+	maxDatasetsPerMsg      = 1000
 )
 
 // SchemaVersion is the version of every event's data schema that this code
