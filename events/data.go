@@ -153,33 +153,46 @@ type AllocExpiredData struct {
 }
 
 // EventType implements Data.
-func (PoolCreatedData) EventType() Type      { return PoolCreated }
+func (PoolCreatedData) EventType() Type { return PoolCreated }
+
 // EventType implements Data.
-func (PoolDisbandedData) EventType() Type    { return PoolDisbanded }
+func (PoolDisbandedData) EventType() Type { return PoolDisbanded }
+
 // EventType implements Data.
-func (PoolDeletedData) EventType() Type      { return PoolDeleted }
+func (PoolDeletedData) EventType() Type { return PoolDeleted }
+
 // EventType implements Data.
 func (WorkerRegisteredData) EventType() Type { return WorkerRegistered }
+
 // EventType implements Data.
-func (WorkerHeartbeatData) EventType() Type  { return WorkerHeartbeat }
+func (WorkerHeartbeatData) EventType() Type { return WorkerHeartbeat }
+
 // EventType implements Data.
-func (WorkerExpiredData) EventType() Type    { return WorkerExpired }
+func (WorkerExpiredData) EventType() Type { return WorkerExpired }
+
 // EventType implements Data.
-func (ReplicaExpiredData) EventType() Type   { return ReplicaExpired }
+func (ReplicaExpiredData) EventType() Type { return ReplicaExpired }
+
 // EventType implements Data.
-func (EvalSubmittedData) EventType() Type    { return EvalSubmitted }
+func (EvalSubmittedData) EventType() Type { return EvalSubmitted }
+
 // EventType implements Data.
-func (EvalRejectedData) EventType() Type     { return EvalRejected }
+func (EvalRejectedData) EventType() Type { return EvalRejected }
+
 // EventType implements Data.
-func (EvalRequeuedData) EventType() Type     { return EvalRequeued }
+func (EvalRequeuedData) EventType() Type { return EvalRequeued }
+
 // EventType implements Data.
 func (EvalDeadLetteredData) EventType() Type { return EvalDeadLettered }
+
 // EventType implements Data.
-func (AllocPlacedData) EventType() Type      { return AllocPlaced }
+func (AllocPlacedData) EventType() Type { return AllocPlaced }
+
 // EventType implements Data.
-func (AllocCompletedData) EventType() Type   { return AllocCompleted }
+func (AllocCompletedData) EventType() Type { return AllocCompleted }
+
 // EventType implements Data.
-func (AllocExpiredData) EventType() Type     { return AllocExpired }
+func (AllocExpiredData) EventType() Type { return AllocExpired }
 
 // newData returns a pointer to a zero Data of type t, or nil if t is unknown.
 func newData(t Type) Data {
