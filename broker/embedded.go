@@ -81,6 +81,10 @@ type EmbeddedConfig struct {
 
 	// Logf, if non-nil, receives the broker's warnings and errors.
 	Logf func(format string, args ...any)
+
+	// BrokerConfigs override the pinned broker configs, e.g. a lower
+	// group.min.session.timeout.ms for tests that kill group members.
+	BrokerConfigs map[string]string
 }
 
 // Embedded is a running single-broker development Kafka cluster with its data
@@ -158,6 +162,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		kfake.ListenFn(listenFn),
 		kfake.WithLogger(log),
 		kfake.BrokerConfigs(embeddedBrokerConfigs),
+	}
+	if len(cfg.BrokerConfigs) > 0 {
+		opts = append(opts, kfake.BrokerConfigs(cfg.BrokerConfigs))
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())

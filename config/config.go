@@ -52,6 +52,18 @@ type Config struct {
 	// MaxRetry is how many placements an eval gets before it is
 	// dead-lettered (LINE_MAX_RETRY, 3).
 	MaxRetry int
+	// SchedulerID names a scheduler instance (LINE_SCHEDULER_ID, default
+	// the host name). It is part of the instance's transactional id: a
+	// restarted instance with the same id fences its previous incarnation
+	// at once, so give every concurrent instance its own id.
+	SchedulerID string
+	// GroupSessionTimeout is how long the group waits for a silent
+	// scheduler before giving its partitions to another
+	// (LINE_GROUP_SESSION_TIMEOUT, 10s).
+	GroupSessionTimeout time.Duration
+	// TxnTimeout bounds a scheduler transaction; an abandoned one is
+	// aborted by the broker after it (LINE_TXN_TIMEOUT, 15s).
+	TxnTimeout time.Duration
 	// ProduceTimeout bounds how long a command waits for the broker's
 	// acknowledgement before answering 503 (LINE_PRODUCE_TIMEOUT, 5s).
 	ProduceTimeout time.Duration
@@ -61,18 +73,21 @@ type Config struct {
 func Default() Config {
 	t, _ := events.NewTopics(events.DefaultDeployment)
 	return Config{
-		Deployment:       events.DefaultDeployment,
-		Topics:           t,
-		DataDir:          "./.line",
-		DevKafkaAddr:     "127.0.0.1:9092",
-		HTTPAddr:         "127.0.0.1:8080",
-		EventsPartitions: events.DefaultEventsPartitions,
-		PoolTTL:          time.Hour,
-		WorkerTTL:        30 * time.Second,
-		ReplicaTTL:       60 * time.Second,
-		AllocTTL:         60 * time.Second,
-		MaxRetry:         3,
-		ProduceTimeout:   5 * time.Second,
+		Deployment:          events.DefaultDeployment,
+		Topics:              t,
+		DataDir:             "./.line",
+		DevKafkaAddr:        "127.0.0.1:9092",
+		HTTPAddr:            "127.0.0.1:8080",
+		EventsPartitions:    events.DefaultEventsPartitions,
+		PoolTTL:             time.Hour,
+		WorkerTTL:           30 * time.Second,
+		ReplicaTTL:          60 * time.Second,
+		AllocTTL:            60 * time.Second,
+		MaxRetry:            3,
+		ProduceTimeout:      5 * time.Second,
+		SchedulerID:         defaultSchedulerID(),
+		GroupSessionTimeout: 10 * time.Second,
+		TxnTimeout:          15 * time.Second,
 	}
 }
 
@@ -134,6 +149,9 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 	dur("LINE_REPLICA_TTL", &c.ReplicaTTL)
 	dur("LINE_ALLOC_TTL", &c.AllocTTL)
 	dur("LINE_PRODUCE_TIMEOUT", &c.ProduceTimeout)
+	dur("LINE_GROUP_SESSION_TIMEOUT", &c.GroupSessionTimeout)
+	dur("LINE_TXN_TIMEOUT", &c.TxnTimeout)
+	str("LINE_SCHEDULER_ID", &c.SchedulerID)
 	t, err := events.NewTopics(c.Deployment)
 	if err != nil {
 		errs = multierror.Append(errs, err)
@@ -143,4 +161,18 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 		return c, fmt.Errorf("invalid configuration: %w", err)
 	}
 	return c, nil
+}
+
+// defaultSchedulerID is the host name, made safe for a transactional id.
+func defaultSchedulerID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "scheduler"
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '-'
+	}, h)
 }

@@ -135,6 +135,10 @@ type AllocPlacedData struct {
 	Candidates int `json:"candidates"`
 	// WaitedMs is how long the eval waited in the queue.
 	WaitedMs Millis `json:"waited_ms"`
+	// Basis is the offset up to which the deciding scheduler had folded the
+	// partition (the next offset it would apply): the audit judges the
+	// decision against what the scheduler could see.
+	Basis int64 `json:"basis"`
 }
 
 // AllocCompletedData ends a running alloc and returns its capacity.

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,7 +29,8 @@ type Envelope struct {
 	// At is when the event was decided, in UTC with millisecond precision.
 	// Replay never reads a clock: At is the time of the log.
 	At time.Time
-	// Data is the type's payload, e.g. *EvalSubmittedData.
+	// Data is the type's payload, e.g. EvalSubmittedData (a value, never a
+	// pointer).
 	Data Data
 }
 
@@ -61,11 +66,11 @@ func Marshal(e Envelope) ([]byte, error) {
 	if e.Data.EventType() != e.Type {
 		return nil, fmt.Errorf("marshal event %s: type %s does not match data of %s", e.ID, e.Type, e.Data.EventType())
 	}
-	data, err := json.Marshal(e.Data)
+	data, err := marshalJSON(e.Data)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s data: %w", e.Type, err)
 	}
-	out, err := json.Marshal(wireEnvelope{ID: e.ID, Type: e.Type, V: e.V, Pool: e.Pool, At: FormatTime(e.At), Data: data})
+	out, err := marshalJSON(wireEnvelope{ID: e.ID, Type: e.Type, V: e.V, Pool: e.Pool, At: FormatTime(e.At), Data: data})
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s envelope: %w", e.Type, err)
 	}
@@ -103,6 +108,9 @@ func Unmarshal(b []byte) (Envelope, error) {
 	at, err := time.Parse(time.RFC3339Nano, w.At)
 	if err != nil {
 		return e, &DecodeError{Type: w.Type, Reason: "bad time in at", Err: err}
+	}
+	if y := at.UTC().Year(); y < 0 || y > 9999 {
+		return e, &DecodeError{Type: w.Type, Reason: "bad time in at", Err: fmt.Errorf("year %d in UTC is out of range", y)}
 	}
 	e.At = Truncate(at)
 	if err := strictJSON(w.Data, data); err != nil {
@@ -152,15 +160,89 @@ func deref(d Data) Data {
 }
 
 func strictJSON(b []byte, v any) error {
+	if err := exactKeys(b, v); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after JSON value")
 	}
 	return nil
+}
+
+// exactKeys rejects what encoding/json forgives: a top-level key that
+// matches a field only case-insensitively, and a repeated key.
+func exactKeys(b []byte, v any) error {
+	allowed := jsonFields(reflect.TypeOf(v))
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: Decode reports it
+	}
+	seen := make(map[string]bool, len(allowed))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := t.(string)
+		if !allowed[key] {
+			return fmt.Errorf("json: unknown field %q", key)
+		}
+		if seen[key] {
+			return fmt.Errorf("json: repeated field %q", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+var fieldCache sync.Map // reflect.Type -> map[string]bool
+
+// jsonFields returns the JSON names of a struct type's fields.
+func jsonFields(t reflect.Type) map[string]bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]bool)
+	}
+	m := make(map[string]bool)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = true
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+// marshalJSON encodes v without escaping <, > and &, so that what line
+// writes has the size it validated.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Record encodes e as a record for the events topic: key = pool id, headers

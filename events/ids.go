@@ -20,13 +20,19 @@ var (
 // NewULID returns a new lowercase ULID for time t. ULIDs made in one process
 // sort in creation order, even within one millisecond.
 func NewULID(t time.Time) string {
+	ms := ulid.Timestamp(t)
+	if t.Before(time.Unix(0, 0)) {
+		ms = 0
+	} else if ms > ulid.MaxTime() {
+		ms = ulid.MaxTime()
+	}
 	ulidMu.Lock()
-	id, err := ulid.New(ulid.Timestamp(t), ulidEntropy)
+	id, err := ulid.New(ms, ulidEntropy)
 	ulidMu.Unlock()
 	if err != nil {
 		// Monotonic entropy overflows only after 2^80 ids in one
 		// millisecond; fall back to fresh entropy.
-		id = ulid.MustNew(ulid.Timestamp(t), rand.Reader)
+		id = ulid.MustNew(ms, rand.Reader)
 	}
 	return strings.ToLower(id.String())
 }
@@ -81,7 +87,7 @@ func (p Position) String() string {
 // ParsePosition parses "partition:offset".
 func ParsePosition(s string) (Position, error) {
 	part, off, ok := strings.Cut(s, ":")
-	if !ok {
+	if !ok || strings.HasPrefix(part, "+") || strings.HasPrefix(off, "+") {
 		return Position{}, fmt.Errorf("invalid position %q: want partition:offset", s)
 	}
 	p, err := strconv.ParseInt(part, 10, 32)

@@ -43,8 +43,9 @@ type Options struct {
 	Brokers []string
 	// Group is the consumer group; default "<deployment>-scheduler".
 	Group string
-	// InstanceID names this instance in its transactional id; default a
-	// fresh ULID.
+	// InstanceID names this instance in its transactional id; default
+	// Config.SchedulerID. Concurrent instances need distinct ids; a
+	// restart with the same id fences the previous incarnation at once.
 	InstanceID string
 	// Clock is the decision clock; nil means time.Now. It is read only
 	// here, at the edge: the core gets the time as an argument.
@@ -124,6 +125,9 @@ func New(opts Options) (*Loop, error) {
 		opts.Group = cfg.Deployment + "-scheduler"
 	}
 	if opts.InstanceID == "" {
+		opts.InstanceID = cfg.SchedulerID
+	}
+	if opts.InstanceID == "" {
 		opts.InstanceID = events.NewULID(opts.Clock())
 	}
 	l := &Loop{
@@ -143,7 +147,9 @@ func New(opts Options) (*Loop, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.TransactionalID(cfg.Deployment + "-scheduler-" + opts.InstanceID),
-		kgo.TransactionTimeout(30 * time.Second),
+		kgo.TransactionTimeout(cfg.TxnTimeout),
+		kgo.SessionTimeout(cfg.GroupSessionTimeout),
+		kgo.RebalanceTimeout(cfg.GroupSessionTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.FetchMaxWait(100 * time.Millisecond),
@@ -342,6 +348,10 @@ func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
 			}
 			r := pendingRound{part: part, pool: p.ID, ids: make(map[string]struct{}, len(d.Events)), delete: d.TopicsToDelete}
 			for _, data := range d.Events {
+				if placed, ok := data.(events.AllocPlacedData); ok {
+					placed.Basis = part.next
+					data = placed
+				}
 				e := events.New(p.ID, now, data)
 				rec, err := events.Record(l.topic, e)
 				if err != nil {

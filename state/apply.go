@@ -93,6 +93,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.Status, p.DeletedAt = PoolDeleted, e.At
 		p.workers, p.evals, p.allocs = map[string]*Worker{}, map[string]*Eval{}, map[string]*Alloc{}
 		p.holders, p.queue, p.free = map[string]map[string]*Worker{}, newQueue(), newFreeIndex()
+		p.ttl, p.retry = newTTLIndex(), newEvalSet()
 	case events.WorkerRegisteredData:
 		if p.Status != PoolActive {
 			return reject(e, "pool is %s", p.Status)
@@ -103,6 +104,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		w := &Worker{ID: d.WorkerID, Capacity: d.Capacity, Deadline: d.Deadline, Topic: d.Topic,
 			RegisteredAt: e.At, Replicas: make(map[string]time.Time), Running: make(map[string]*Alloc)}
 		p.workers[w.ID] = w
+		p.ttl.put(workerTTL(w))
 		for _, ds := range d.Datasets {
 			p.putReplica(w, ds, d.ReplicaDeadline)
 		}
@@ -112,12 +114,14 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if w == nil {
 			return reject(e, "unknown worker %s", d.WorkerID)
 		}
+		p.ttl.move(workerTTL(w), later(w.Deadline, d.Deadline))
 		w.Deadline = later(w.Deadline, d.Deadline)
 		for _, ds := range d.Datasets {
 			p.putReplica(w, ds, d.ReplicaDeadline)
 		}
 		for _, id := range d.Allocs {
 			if a := w.Running[id]; a != nil {
+				p.ttl.move(allocTTL(a), later(a.Deadline, d.AllocDeadline))
 				a.Deadline = later(a.Deadline, d.AllocDeadline)
 			}
 		}
@@ -133,6 +137,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			p.dropReplica(w, ds)
 		}
 		p.free.remove(w)
+		p.ttl.remove(workerTTL(w))
 		delete(p.workers, w.ID)
 	case events.ReplicaExpiredData:
 		w := p.workers[d.WorkerID]
@@ -160,6 +165,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			return reject(e, "eval %s is %s", ev.ID, ev.Status)
 		}
 		p.queue.remove(ev)
+		p.retry.remove(ev)
 		ev.Status, ev.Reason, ev.EndedAt = EvalRejected, d.Reason, e.At
 	case events.EvalRequeuedData:
 		ev := p.evals[d.EvalID]
@@ -169,6 +175,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if !p.awaitingRetry(ev) || ev.AllocID != d.AllocID {
 			return reject(e, "eval %s has no expired alloc %s awaiting a retry decision", ev.ID, d.AllocID)
 		}
+		p.retry.remove(ev)
 		ev.Status, ev.NextAttempt, ev.Reason, ev.QueuedAt = EvalPending, d.Attempt, d.Reason, e.At
 		p.queue.push(ev)
 	case events.EvalDeadLetteredData:
@@ -179,6 +186,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if !p.awaitingRetry(ev) || (d.AllocID != "" && ev.AllocID != d.AllocID) {
 			return reject(e, "eval %s has no expired alloc awaiting a retry decision", ev.ID)
 		}
+		p.retry.remove(ev)
 		ev.Status, ev.Reason, ev.EndedAt = EvalDeadLettered, d.Reason, e.At
 	case events.AllocPlacedData:
 		return p.place(e, d)
@@ -206,6 +214,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		}
 		p.endAlloc(a, AllocExpired, e.At)
 		a.ExpiryReason = d.Reason
+		if ev := p.evals[a.EvalID]; ev != nil && ev.Status == EvalPlaced && ev.AllocID == a.ID {
+			p.retry.add(ev)
+		}
 	default:
 		return reject(e, "no meaning defined for %T", e.Data)
 	}
@@ -232,12 +243,13 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 		return reject(e, "unknown worker %s", d.WorkerID)
 	case !w.Deadline.After(e.At):
 		return reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
-	case w.Used+d.Size > w.Capacity:
+	case d.Size > w.Free():
 		return reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
 	}
 	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, WorkerID: w.ID, DatasetID: d.DatasetID, Size: d.Size,
 		Attempt: d.Attempt, Deadline: d.Deadline, Status: AllocRunning, PlacedAt: e.At, Topic: d.Topic, Placement: d}
 	p.allocs[a.ID] = a
+	p.ttl.put(allocTTL(a))
 	w.Running[a.ID] = a
 	w.Used += a.Size
 	p.free.update(w)
@@ -249,6 +261,7 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 // endAlloc ends a running alloc and returns its capacity to its worker.
 func (p *Pool) endAlloc(a *Alloc, status AllocStatus, at time.Time) {
 	a.Status, a.EndedAt = status, at
+	p.ttl.remove(allocTTL(a))
 	if w := p.workers[a.WorkerID]; w != nil && w.Running[a.ID] != nil {
 		delete(w.Running, a.ID)
 		w.Used -= a.Size
@@ -269,7 +282,14 @@ func (p *Pool) awaitingRetry(ev *Eval) bool {
 }
 
 func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
-	w.Replicas[dataset] = later(w.Replicas[dataset], deadline)
+	old, ok := w.Replicas[dataset]
+	nd := later(old, deadline)
+	if ok {
+		p.ttl.move(replicaTTL(w, dataset, old), nd)
+	} else {
+		p.ttl.put(replicaTTL(w, dataset, nd))
+	}
+	w.Replicas[dataset] = nd
 	m := p.holders[dataset]
 	if m == nil {
 		m = make(map[string]*Worker)
@@ -279,6 +299,9 @@ func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
 }
 
 func (p *Pool) dropReplica(w *Worker, dataset string) {
+	if old, ok := w.Replicas[dataset]; ok {
+		p.ttl.remove(replicaTTL(w, dataset, old))
+	}
 	delete(w.Replicas, dataset)
 	if m := p.holders[dataset]; m != nil {
 		delete(m, w.ID)

@@ -9,24 +9,44 @@ import (
 // Queue is a pool's pending evals in queue order: submission order, with a
 // requeued eval going to the back. Removal is O(1); iteration follows the
 // order.
+//
+// Beside the global order, the queue keeps one list per eval size (in queue
+// order too) and the ordered set of sizes, so that the scheduler can visit
+// only the evals that fit the capacity it has left, in queue order, without
+// walking past the ones that do not.
 type Queue struct {
 	head, tail *queueNode
-	byEval     map[*Eval]*queueNode
-	seq        uint64
+	// n counts the pending evals; each links to its node (Eval.qnode).
+	n   int
+	seq uint64
+	// bySize holds one list per size of pending evals.
+	bySize map[int64]*sizeList
+	// sizes is the ordered set of the keys of bySize.
+	sizes *btree.BTreeG[int64]
 }
 
 type queueNode struct {
 	eval       *Eval
 	prev, next *queueNode
+	// sprev and snext link the nodes of the same size.
+	sprev, snext *queueNode
 }
 
-func newQueue() *Queue { return &Queue{byEval: make(map[*Eval]*queueNode)} }
+type sizeList struct {
+	head, tail *queueNode
+	n          int
+}
+
+func newQueue() *Queue {
+	return &Queue{bySize: make(map[int64]*sizeList),
+		sizes: btree.NewOrderedG[int64](16)}
+}
 
 // Len is the number of pending evals.
-func (q *Queue) Len() int { return len(q.byEval) }
+func (q *Queue) Len() int { return q.n }
 
 func (q *Queue) push(e *Eval) {
-	if _, ok := q.byEval[e]; ok {
+	if e.qnode != nil {
 		return
 	}
 	q.seq++
@@ -38,15 +58,31 @@ func (q *Queue) push(e *Eval) {
 		q.head = n
 	}
 	q.tail = n
-	q.byEval[e] = n
+	e.qnode = n
+	q.n++
+	l := q.bySize[e.Size]
+	if l == nil {
+		l = &sizeList{}
+		q.bySize[e.Size] = l
+		q.sizes.ReplaceOrInsert(e.Size)
+	}
+	n.sprev = l.tail
+	if l.tail != nil {
+		l.tail.snext = n
+	} else {
+		l.head = n
+	}
+	l.tail = n
+	l.n++
 }
 
 func (q *Queue) remove(e *Eval) {
-	n, ok := q.byEval[e]
-	if !ok {
+	n := e.qnode
+	if n == nil {
 		return
 	}
-	delete(q.byEval, e)
+	e.qnode = nil
+	q.n--
 	if n.prev != nil {
 		n.prev.next = n.next
 	} else {
@@ -57,6 +93,61 @@ func (q *Queue) remove(e *Eval) {
 	} else {
 		q.tail = n.prev
 	}
+	l := q.bySize[e.Size]
+	if n.sprev != nil {
+		n.sprev.snext = n.snext
+	} else {
+		l.head = n.snext
+	}
+	if n.snext != nil {
+		n.snext.sprev = n.sprev
+	} else {
+		l.tail = n.sprev
+	}
+	l.n--
+	if l.n == 0 {
+		delete(q.bySize, e.Size)
+		q.sizes.Delete(e.Size)
+	}
+}
+
+// QueueSeq is e's place in queue order: it grows with every push, so of two
+// pending evals the one with the smaller QueueSeq is ahead. It is 0 for an
+// eval that was never queued.
+func (e *Eval) QueueSeq() uint64 { return e.queueSeq }
+
+// MinSize is the smallest size of a pending eval; ok is false if the queue
+// is empty.
+func (q *Queue) MinSize() (size int64, ok bool) { return q.sizes.Min() }
+
+// MaxSize is the largest size of a pending eval; ok is false if the queue
+// is empty.
+func (q *Queue) MaxSize() (size int64, ok bool) { return q.sizes.Max() }
+
+// Sizes calls fn, in ascending order of size, for each size in [lo, hi] that
+// some pending eval has, with the number of such evals and the first of them
+// in queue order, until fn returns false. fn must not change the state.
+func (q *Queue) Sizes(lo, hi int64, fn func(size int64, n int, first *Eval) bool) {
+	if lo > hi {
+		return
+	}
+	q.sizes.AscendGreaterOrEqual(lo, func(size int64) bool {
+		if size > hi {
+			return false
+		}
+		l := q.bySize[size]
+		return fn(size, l.n, l.head.eval)
+	})
+}
+
+// NextOfSize returns the pending eval after e in queue order that has e's
+// size, or nil if there is none or e is not pending.
+func (q *Queue) NextOfSize(e *Eval) *Eval {
+	n := e.qnode
+	if n == nil || n.snext == nil {
+		return nil
+	}
+	return n.snext.eval
 }
 
 // Each calls fn for each pending eval in queue order until fn returns false.

@@ -109,6 +109,10 @@ type Pool struct {
 	queue *Queue
 	// free orders workers by free capacity.
 	free *FreeIndex
+	// ttl orders the deadlines of running allocs, workers and replicas.
+	ttl *TTLIndex
+	// retry holds the evals awaiting a retry decision, in expiry order.
+	retry *evalSet
 }
 
 func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
@@ -124,6 +128,8 @@ func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
 		holders:      make(map[string]map[string]*Worker),
 		queue:        newQueue(),
 		free:         newFreeIndex(),
+		ttl:          newTTLIndex(),
+		retry:        newEvalSet(),
 	}
 }
 
@@ -256,6 +262,8 @@ type Eval struct {
 	Position events.Position
 
 	queueSeq uint64
+	// qnode is the eval's node in its pool's queue while pending.
+	qnode *queueNode
 }
 
 // Alloc is a placed eval.

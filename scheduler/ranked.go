@@ -1,0 +1,242 @@
+package scheduler
+
+import (
+	"github.com/line-sched/line/state"
+)
+
+// slot is a worker's scratch record for one round: its free capacity after
+// this round's placements.
+type slot struct {
+	w *state.Worker
+	// free is the worker's free capacity minus this round's reservations.
+	free int64
+	// idx is the slot's index in the round's slot array, which is sorted
+	// by (free capacity at the start of the round, worker id): the
+	// tie-break between slots of equal free capacity.
+	idx int32
+	// in tells whether the slot is in the ranked set (it has room and is
+	// not reserved for a starving eval).
+	in bool
+}
+
+// cmpSlot orders slots by (free, idx) ascending: the key of the ranked set.
+// Integers only: no string comparison on the hot path.
+func cmpSlot(free int64, idx int32, s *slot) int {
+	switch {
+	case free < s.free:
+		return -1
+	case free > s.free:
+		return 1
+	case idx < s.idx:
+		return -1
+	case idx > s.idx:
+		return 1
+	}
+	return 0
+}
+
+const (
+	// blockFill is how many slots a block gets when the set is built.
+	blockFill = 64
+	// blockMax is the size at which a block splits in two.
+	blockMax = 2 * blockFill
+)
+
+// ranked is the round's set of workers that can take an alloc, ordered by
+// (free, idx) ascending: a sorted list cut in blocks of at most blockMax
+// entries (a two-level B-tree). Entries are indexes into the round's slot
+// array, so that moving them is a plain memmove (no pointers: no write
+// barriers, nothing for the GC to scan). A round only ever lowers a slot's
+// free capacity, so a placement moves one entry towards the front: a
+// binary search and a short memmove, within one block when it can. The
+// rank of a position (how many workers have at least some free capacity)
+// is a sum over the blocks before it.
+type ranked struct {
+	slots  []slot
+	blocks [][]int32
+	n      int
+	// splits counts block splits, for tests.
+	splits int
+}
+
+// build fills the set with every slot; slots must be sorted by (free, worker
+// id), which build numbers them by.
+func (r *ranked) build(slots []slot) {
+	r.slots = slots
+	r.n = len(slots)
+	nb := (len(slots) + blockFill - 1) / blockFill
+	r.blocks = make([][]int32, 0, nb+nb/2+1)
+	backing := make([]int32, nb*(blockMax+1))
+	for i := 0; i < len(slots); i += blockFill {
+		j := min(i+blockFill, len(slots))
+		k := len(r.blocks) * (blockMax + 1)
+		b := backing[k : k+j-i : k+blockMax+1]
+		for x := range b {
+			b[x] = int32(i + x)
+		}
+		r.blocks = append(r.blocks, b)
+	}
+	for i := range slots {
+		slots[i].in = true
+		slots[i].idx = int32(i)
+	}
+}
+
+func (r *ranked) at(e int32) *slot { return &r.slots[e] }
+
+// seek returns the position of the first entry >= (free, idx): block bi and
+// index i, with bi == len(r.blocks) when every entry is smaller.
+func (r *ranked) seek(free int64, idx int32) (bi, i int) {
+	lo, hi := 0, len(r.blocks)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		b := r.blocks[m]
+		if cmpSlot(free, idx, r.at(b[len(b)-1])) > 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(r.blocks) {
+		return lo, 0
+	}
+	b := r.blocks[lo]
+	l, h := 0, len(b)
+	for l < h {
+		m := int(uint(l+h) >> 1)
+		if cmpSlot(free, idx, r.at(b[m])) > 0 {
+			l = m + 1
+		} else {
+			h = m
+		}
+	}
+	return lo, l
+}
+
+// pos is a position in the set.
+type pos struct{ bi, i int }
+
+func (r *ranked) slotAt(p pos) *slot { return r.at(r.blocks[p.bi][p.i]) }
+
+// firstFit returns the position of the slot with the least free capacity
+// >= size (lowest idx among equals) and how many slots have free capacity
+// >= size; ok is false if none has.
+func (r *ranked) firstFit(size int64) (p pos, count int, ok bool) {
+	bi, i := r.seek(size, -1)
+	if bi == len(r.blocks) {
+		return pos{}, 0, false
+	}
+	before := i
+	for _, b := range r.blocks[:bi] {
+		before += len(b)
+	}
+	return pos{bi, i}, r.n - before, true
+}
+
+// mostFree returns the position of the slot with the most free capacity
+// (lowest idx among equals); ok is false if the set is empty.
+func (r *ranked) mostFree() (p pos, ok bool) {
+	if r.n == 0 {
+		return pos{}, false
+	}
+	bi, i := r.seek(r.maxFree(), -1)
+	return pos{bi, i}, true
+}
+
+// maxFree is the largest free capacity in the set, or 0 if it is empty.
+func (r *ranked) maxFree() int64 {
+	if r.n == 0 {
+		return 0
+	}
+	b := r.blocks[len(r.blocks)-1]
+	return r.at(b[len(b)-1]).free
+}
+
+// locate returns the position of s, which must be in the set.
+func (r *ranked) locate(s *slot) pos {
+	bi, i := r.seek(s.free, s.idx)
+	if bi == len(r.blocks) || r.at(r.blocks[bi][i]) != s {
+		panic("scheduler: ranked set lost a slot")
+	}
+	return pos{bi, i}
+}
+
+func (r *ranked) insertAt(bi, i int, e int32) {
+	if bi == len(r.blocks) {
+		if bi == 0 {
+			r.blocks = append(r.blocks, make([]int32, 0, blockMax+1))
+		} else {
+			bi--
+		}
+		i = len(r.blocks[bi])
+	}
+	b := append(r.blocks[bi], 0)
+	copy(b[i+1:], b[i:])
+	b[i] = e
+	r.n++
+	r.at(e).in = true
+	if len(b) <= blockMax {
+		r.blocks[bi] = b
+		return
+	}
+	// Split the block in two halves.
+	r.splits++
+	half := len(b) / 2
+	nb := make([]int32, len(b)-half, blockMax+1)
+	copy(nb, b[half:])
+	r.blocks[bi] = b[:half]
+	r.blocks = append(r.blocks, nil)
+	copy(r.blocks[bi+2:], r.blocks[bi+1:])
+	r.blocks[bi+1] = nb
+}
+
+func (r *ranked) removeAt(bi, i int) {
+	b := r.blocks[bi]
+	r.at(b[i]).in = false
+	copy(b[i:], b[i+1:])
+	b = b[:len(b)-1]
+	r.n--
+	if len(b) > 0 {
+		r.blocks[bi] = b
+		return
+	}
+	copy(r.blocks[bi:], r.blocks[bi+1:])
+	r.blocks[len(r.blocks)-1] = nil
+	r.blocks = r.blocks[:len(r.blocks)-1]
+}
+
+// remove takes s out of the set (if it is in).
+func (r *ranked) remove(s *slot) {
+	if !s.in {
+		return
+	}
+	p := r.locate(s)
+	r.removeAt(p.bi, p.i)
+}
+
+// take lowers the free capacity of the slot at p by size, keeping the set
+// ordered; a slot left without room leaves the set.
+func (r *ranked) take(p pos, size int64) {
+	bi, i := p.bi, p.i
+	s := r.slotAt(p)
+	free := s.free - size
+	if free <= 0 {
+		r.removeAt(bi, i)
+		s.free = free
+		return
+	}
+	// The new key is smaller than every entry after s and than s: its
+	// position is at or before s's.
+	bj, j := r.seek(free, s.idx)
+	s.free = free
+	if bj == bi {
+		b := r.blocks[bi]
+		e := b[i]
+		copy(b[j+1:i+1], b[j:i])
+		b[j] = e
+		return
+	}
+	e := r.blocks[bi][i]
+	r.removeAt(bi, i)
+	r.insertAt(bj, j, e)
+}

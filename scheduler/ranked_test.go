@@ -1,0 +1,119 @@
+package scheduler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/line-sched/line/state"
+)
+
+// TestRankedMatchesASortedSlice checks the blocked list against the obvious
+// model: a sorted slice searched linearly.
+func TestRankedMatchesASortedSlice(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		// Big runs make sure blocks fill up and split.
+		big := rapid.Bool().Draw(rt, "big")
+		lo := map[bool]int{false: 0, true: 150}[big]
+		n := rapid.IntRange(lo, 400).Draw(rt, "n")
+		// Uniform sets send every take to the first block: splits.
+		uniform := rapid.Bool().Draw(rt, "uniform")
+		var slots []slot
+		for i := range n {
+			free := int64(40)
+			if !uniform {
+				free = int64(rapid.IntRange(1, 40).Draw(rt, "free"))
+			}
+			slots = append(slots, slot{w: &state.Worker{ID: fmt.Sprintf("w%04d", (i*7919)%10007)}, free: free})
+		}
+		slices.SortFunc(slots, func(a, b slot) int { return cmp.Or(cmp.Compare(a.free, b.free), cmp.Compare(a.w.ID, b.w.ID)) })
+		var r ranked
+		r.build(slots)
+		model := func() []*slot {
+			var out []*slot
+			for i := range slots {
+				if slots[i].in {
+					out = append(out, &slots[i])
+				}
+			}
+			slices.SortFunc(out, func(a, b *slot) int { return cmpSlot(a.free, a.idx, b) })
+			return out
+		}
+		verify := func() []*slot {
+			m := model()
+			var flat []*slot
+			for _, b := range r.blocks {
+				if len(b) == 0 || len(b) > blockMax {
+					rt.Fatalf("block of %d slots", len(b))
+				}
+				for _, e := range b {
+					flat = append(flat, r.at(e))
+				}
+			}
+			if !slices.Equal(flat, m) || r.n != len(m) {
+				rt.Fatalf("set differs from the model (n=%d, model %d)", r.n, len(m))
+			}
+			for _, size := range []int64{0, 1, 2, 7, 20, 39, 40, 41} {
+				at, count, ok := r.firstFit(size)
+				i := slices.IndexFunc(m, func(s *slot) bool { return s.free >= size })
+				if i < 0 {
+					if ok || count != 0 {
+						rt.Fatalf("firstFit(%d) = %v, %d; want none", size, at, count)
+					}
+					continue
+				}
+				if fit := r.slotAt(at); fit != m[i] || count != len(m)-i {
+					rt.Fatalf("firstFit(%d) = %s/%d, %d; want %s/%d, %d", size, fit.w.ID, fit.free, count, m[i].w.ID, m[i].free, len(m)-i)
+				}
+			}
+			if len(m) == 0 {
+				if _, ok := r.mostFree(); ok || r.maxFree() != 0 {
+					rt.Fatalf("empty set has a most free slot")
+				}
+				return m
+			}
+			top := m[len(m)-1].free
+			want := m[slices.IndexFunc(m, func(s *slot) bool { return s.free == top })]
+			if at, _ := r.mostFree(); r.slotAt(at) != want || r.maxFree() != top {
+				rt.Fatalf("mostFree = %s, want %s", r.slotAt(at).w.ID, want.w.ID)
+			}
+			return m
+		}
+		defer func() {
+			if r.splits > 0 {
+				rankedSplitsSeen = true
+			}
+		}()
+		ops := rapid.IntRange(lo, 250).Draw(rt, "ops")
+		for range ops {
+			m := verify()
+			if len(m) == 0 {
+				break
+			}
+			// Small draws are likely: count from either end.
+			i := rapid.IntRange(0, len(m)-1).Draw(rt, "slot")
+			if rapid.Bool().Draw(rt, "from_top") {
+				i = len(m) - 1 - i
+			}
+			s := m[i]
+			if rapid.IntRange(0, 9).Draw(rt, "op") == 0 {
+				r.remove(s)
+			} else {
+				size := int64(1)
+				if !uniform {
+					size = int64(rapid.IntRange(1, int(s.free)).Draw(rt, "size"))
+				}
+				r.take(r.locate(s), size)
+			}
+		}
+		verify()
+	})
+	if !rankedSplitsSeen {
+		t.Errorf("no run split a block")
+	}
+}
+
+var rankedSplitsSeen bool

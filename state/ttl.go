@@ -1,0 +1,213 @@
+package state
+
+import (
+	"cmp"
+	"time"
+
+	"github.com/google/btree"
+)
+
+// TTLKind names what a deadline belongs to.
+type TTLKind uint8
+
+// Kinds of deadlines, in the order in which entries with the same deadline
+// are visited.
+const (
+	// TTLAlloc is the deadline of a running alloc.
+	TTLAlloc TTLKind = iota + 1
+	// TTLWorker is the deadline of a registered worker.
+	TTLWorker
+	// TTLReplica is the deadline of a replica.
+	TTLReplica
+)
+
+// String names the kind.
+func (k TTLKind) String() string {
+	switch k {
+	case TTLAlloc:
+		return "alloc"
+	case TTLWorker:
+		return "worker"
+	case TTLReplica:
+		return "replica"
+	}
+	return "unknown"
+}
+
+// TTLEntry is one deadline in a pool's TTL index.
+type TTLEntry struct {
+	Kind     TTLKind
+	Deadline time.Time
+	// Alloc is set for TTLAlloc.
+	Alloc *Alloc
+	// Worker is set for TTLWorker and TTLReplica (the replica's holder).
+	Worker *Worker
+	// Dataset is set for TTLReplica.
+	Dataset string
+}
+
+// TTLIndex orders the deadlines of a pool's running allocs, registered
+// workers and replicas, so that finding what is due costs the number of due
+// entries, not the size of the pool. The fold keeps it exact: every event
+// that sets, moves or removes a deadline updates it.
+//
+// Order: deadline, then kind (alloc, worker, replica), then alloc id, or
+// worker id and dataset id.
+type TTLIndex struct {
+	tree *btree.BTreeG[TTLEntry]
+}
+
+func newTTLIndex() *TTLIndex { return &TTLIndex{tree: btree.NewG(32, lessTTL)} }
+
+func lessTTL(a, b TTLEntry) bool {
+	if c := a.Deadline.Compare(b.Deadline); c != 0 {
+		return c < 0
+	}
+	if a.Kind != b.Kind {
+		return a.Kind < b.Kind
+	}
+	if a.Kind == TTLAlloc {
+		return a.Alloc.ID < b.Alloc.ID
+	}
+	if c := cmp.Compare(a.Worker.ID, b.Worker.ID); c != 0 {
+		return c < 0
+	}
+	return a.Dataset < b.Dataset
+}
+
+// Len is the number of indexed deadlines.
+func (t *TTLIndex) Len() int { return t.tree.Len() }
+
+// Next returns the earliest deadline, if any: nothing expires before it.
+func (t *TTLIndex) Next() (time.Time, bool) {
+	e, ok := t.tree.Min()
+	return e.Deadline, ok
+}
+
+// Due calls fn for each entry whose deadline is at or before now, in index
+// order, until fn returns false. fn must not change the state.
+func (t *TTLIndex) Due(now time.Time, fn func(TTLEntry) bool) {
+	t.tree.Ascend(func(e TTLEntry) bool {
+		if e.Deadline.After(now) {
+			return false
+		}
+		return fn(e)
+	})
+}
+
+// Each calls fn for every entry in index order until fn returns false.
+func (t *TTLIndex) Each(fn func(TTLEntry) bool) { t.tree.Ascend(fn) }
+
+func (t *TTLIndex) put(e TTLEntry)    { t.tree.ReplaceOrInsert(e) }
+func (t *TTLIndex) remove(e TTLEntry) { t.tree.Delete(e) }
+
+// move replaces old by moved, which differs only in its deadline.
+func (t *TTLIndex) move(old TTLEntry, deadline time.Time) {
+	if old.Deadline.Equal(deadline) {
+		return
+	}
+	t.tree.Delete(old)
+	old.Deadline = deadline
+	t.tree.ReplaceOrInsert(old)
+}
+
+func allocTTL(a *Alloc) TTLEntry { return TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline, Alloc: a} }
+func workerTTL(w *Worker) TTLEntry {
+	return TTLEntry{Kind: TTLWorker, Deadline: w.Deadline, Worker: w}
+}
+func replicaTTL(w *Worker, ds string, deadline time.Time) TTLEntry {
+	return TTLEntry{Kind: TTLReplica, Deadline: deadline, Worker: w, Dataset: ds}
+}
+
+// evalSet is an insertion-ordered set of evals.
+type evalSet struct {
+	head, tail *evalSetNode
+	nodes      map[*Eval]*evalSetNode
+}
+
+type evalSetNode struct {
+	eval       *Eval
+	prev, next *evalSetNode
+}
+
+func newEvalSet() *evalSet { return &evalSet{nodes: make(map[*Eval]*evalSetNode)} }
+
+func (s *evalSet) len() int { return len(s.nodes) }
+
+func (s *evalSet) add(e *Eval) {
+	if s.nodes[e] != nil {
+		return
+	}
+	n := &evalSetNode{eval: e, prev: s.tail}
+	if s.tail != nil {
+		s.tail.next = n
+	} else {
+		s.head = n
+	}
+	s.tail = n
+	s.nodes[e] = n
+}
+
+func (s *evalSet) remove(e *Eval) {
+	n := s.nodes[e]
+	if n == nil {
+		return
+	}
+	delete(s.nodes, e)
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		s.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		s.tail = n.prev
+	}
+}
+
+func (s *evalSet) each(fn func(*Eval) bool) {
+	for n := s.head; n != nil; n = n.next {
+		if !fn(n.eval) {
+			return
+		}
+	}
+}
+
+// NumAwaitingRetry is the number of evals awaiting a retry decision (placed,
+// with an expired alloc).
+func (p *Pool) NumAwaitingRetry() int { return p.retry.len() }
+
+// EachAwaitingRetry calls fn for each eval awaiting a retry decision, in the
+// order in which their allocs expired, until fn returns false. It costs the
+// number of such evals, not the number of evals. fn must not change the
+// state.
+func (p *Pool) EachAwaitingRetry(fn func(*Eval) bool) { p.retry.each(fn) }
+
+// AwaitingRetryEvals returns the evals awaiting a retry decision, in the
+// order in which their allocs expired.
+func (p *Pool) AwaitingRetryEvals() []*Eval {
+	out := make([]*Eval, 0, p.retry.len())
+	p.retry.each(func(e *Eval) bool { out = append(out, e); return true })
+	return out
+}
+
+// TTL returns the pool's index of deadlines.
+func (p *Pool) TTL() *TTLIndex { return p.ttl }
+
+// NumHolders is the number of workers holding a replica of dataset
+// (including replicas past their deadline but not yet expired).
+func (p *Pool) NumHolders(dataset string) int { return len(p.holders[dataset]) }
+
+// EachHolder calls fn for each worker holding a replica of dataset, in no
+// particular order, until fn returns false. Unlike Holders it allocates
+// nothing; a caller that needs a deterministic result must not depend on the
+// order (e.g. pick the best by a total order, or visit all). fn must not
+// change the state.
+func (p *Pool) EachHolder(dataset string, fn func(*Worker) bool) {
+	for _, w := range p.holders[dataset] {
+		if !fn(w) {
+			return
+		}
+	}
+}
