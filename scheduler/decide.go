@@ -91,7 +91,9 @@ type Decision struct {
 
 // Reservation is a worker kept free for a starving eval during one round.
 type Reservation struct {
-	EvalID   string
+	// EvalID is the starving eval.
+	EvalID string
+	// WorkerID is the worker no other eval may use in this round.
 	WorkerID string
 	// Size is the eval's size; Free is the worker's free capacity at the
 	// start of the round.
@@ -114,7 +116,9 @@ type Stats struct {
 }
 
 // Decide returns the decisions of one round for pool p at time now. It
-// reads p and never changes it; see the package doc for the rules.
+// reads p and never changes it (p must not change during the call; several
+// calls may read the same pool at once); see the package doc for the rules.
+// A nil or deleted pool gives an empty Decision.
 func Decide(p *state.Pool, now time.Time, cfg Config) Decision {
 	var d Decision
 	if p == nil || p.Status == state.PoolDeleted {

@@ -85,7 +85,8 @@
 // that round (nothing fits it), but the reserved worker only gets emptier,
 // so it stays the reservation until the eval fits; in the first round where
 // it fits, it is no longer starving and is placed in queue order, ahead of
-// every younger eval. One reservation at most per round. An eval larger
+// every younger eval. One reservation at most per round, and none in a
+// round where nothing could be placed anyway. An eval larger
 // than every live worker's capacity reserves nothing (it waits for a bigger
 // worker or the pool's disband).
 //

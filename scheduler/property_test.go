@@ -61,7 +61,11 @@ func TestDecideProperties(t *testing.T) {
 			m.disband,
 			m.tick, m.tick, m.tick, m.tick,
 		}
-		steps := rapid.IntRange(30, 200).Draw(rt, "steps")
+		maxSteps := 200
+		if raceEnabled {
+			maxSteps = 60
+		}
+		steps := rapid.IntRange(30, maxSteps).Draw(rt, "steps")
 		for range steps {
 			if !rapid.SampledFrom(actions).Draw(rt, "action")(rt) {
 				m.now = m.now.Add(time.Millisecond)
@@ -81,9 +85,15 @@ func TestDecideProperties(t *testing.T) {
 		}
 	})
 	t.Logf("event types folded over all runs: %v", propStats)
+	t.Logf("rounds: %+v; reservations %d; late rejections %d", propRounds, propReservations, propLate)
 }
 
-var propStats = map[events.Type]int{}
+var (
+	propStats        = map[events.Type]int{}
+	propRounds       Stats
+	propReservations int
+	propLate         int
+)
 
 func (m *machine) pool(t *rapid.T, active bool) *state.Pool {
 	var ps []*state.Pool
@@ -219,6 +229,15 @@ func (m *machine) rounds_(t *rapid.T) {
 		m.f.pool = id
 		d := m.f.decide(m.now, m.cfg)
 		m.checkRound(t, p, d)
+		propRounds.Placed += d.Stats.Placed
+		propRounds.LocalityHits += d.Stats.LocalityHits
+		propRounds.LocalityMisses += d.Stats.LocalityMisses
+		propRounds.LocalityWaits += d.Stats.LocalityWaits
+		propRounds.Requeued += d.Stats.Requeued
+		propRounds.DeadLettered += d.Stats.DeadLettered
+		if d.Reservation != nil {
+			propReservations++
+		}
 		pr := &pendingRound{at: m.now, d: d}
 		if m.delayed {
 			m.pending[id] = pr
@@ -243,6 +262,7 @@ func (m *machine) fold(t *rapid.T, pool string, pr *pendingRound, late bool) {
 		}
 		if exp, ok := data.(events.AllocExpiredData); late && ok {
 			if a := m.f.s.Pool(pool).Alloc(exp.AllocID); a != nil && a.Status == state.AllocCompleted {
+				propLate++
 				continue
 			}
 		}
@@ -278,6 +298,28 @@ func (m *machine) checkRound(t *rapid.T, p *state.Pool, d Decision) {
 	}
 	if p.Status != state.PoolActive {
 		return
+	}
+	if r := d.Reservation; r != nil {
+		// The starving eval waited long enough and fits nowhere; the
+		// reserved worker is the most free that could ever fit it.
+		e, w := p.Eval(r.EvalID), p.Worker(r.WorkerID)
+		if e == nil || e.Status != state.EvalPending || now.Sub(e.QueuedAt) < m.cfg.StarvationAge || m.cfg.StarvationAge < 0 {
+			t.Fatalf("reservation %+v for an eval that is not starving", r)
+		}
+		if w == nil || !w.Deadline.After(now) || w.Capacity < e.Size {
+			t.Fatalf("reservation %+v on a worker that cannot take it", r)
+		}
+		for _, o := range p.Workers() {
+			if !o.Deadline.After(now) {
+				continue
+			}
+			if o.Free() >= e.Size {
+				t.Fatalf("reservation %+v while worker %s has room", r, o.ID)
+			}
+			if o.Capacity >= e.Size && (o.Free() > w.Free() || (o.Free() == w.Free() && o.ID < w.ID)) {
+				t.Fatalf("reservation %+v: worker %s is closer to fitting it", r, o.ID)
+			}
+		}
 	}
 	// Work conservation: after the round, every pending eval left behind
 	// is larger than the most free worker (live, not reserved), or waits

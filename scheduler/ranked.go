@@ -21,15 +21,25 @@ type slot struct {
 
 // cmpSlot orders slots by (free, idx) ascending: the key of the ranked set.
 // Integers only: no string comparison on the hot path.
-func cmpSlot(free int64, idx int32, s *slot) int {
+func cmpSlot(free int64, idx int32, s *slot) int { return cmpKey(free, idx, entry{s.free, s.idx}) }
+
+// entry is a slot's key as the ranked set stores it: inline, so that a
+// search reads the blocks only, and free of pointers, so that moving entries
+// is a plain memmove (no write barriers, nothing for the GC to scan).
+type entry struct {
+	free int64
+	idx  int32
+}
+
+func cmpKey(free int64, idx int32, e entry) int {
 	switch {
-	case free < s.free:
+	case free < e.free:
 		return -1
-	case free > s.free:
+	case free > e.free:
 		return 1
-	case idx < s.idx:
+	case idx < e.idx:
 		return -1
-	case idx > s.idx:
+	case idx > e.idx:
 		return 1
 	}
 	return 0
@@ -44,16 +54,14 @@ const (
 
 // ranked is the round's set of workers that can take an alloc, ordered by
 // (free, idx) ascending: a sorted list cut in blocks of at most blockMax
-// entries (a two-level B-tree). Entries are indexes into the round's slot
-// array, so that moving them is a plain memmove (no pointers: no write
-// barriers, nothing for the GC to scan). A round only ever lowers a slot's
+// entries (a two-level B-tree; see entry). A round only ever lowers a slot's
 // free capacity, so a placement moves one entry towards the front: a
 // binary search and a short memmove, within one block when it can. The
 // rank of a position (how many workers have at least some free capacity)
 // is a sum over the blocks before it.
 type ranked struct {
 	slots  []slot
-	blocks [][]int32
+	blocks [][]entry
 	n      int
 	// splits counts block splits, for tests.
 	splits int
@@ -65,14 +73,14 @@ func (r *ranked) build(slots []slot) {
 	r.slots = slots
 	r.n = len(slots)
 	nb := (len(slots) + blockFill - 1) / blockFill
-	r.blocks = make([][]int32, 0, nb+nb/2+1)
-	backing := make([]int32, nb*(blockMax+1))
+	r.blocks = make([][]entry, 0, nb+nb/2+1)
+	backing := make([]entry, nb*(blockMax+1))
 	for i := 0; i < len(slots); i += blockFill {
 		j := min(i+blockFill, len(slots))
 		k := len(r.blocks) * (blockMax + 1)
 		b := backing[k : k+j-i : k+blockMax+1]
 		for x := range b {
-			b[x] = int32(i + x)
+			b[x] = entry{slots[i+x].free, int32(i + x)}
 		}
 		r.blocks = append(r.blocks, b)
 	}
@@ -82,7 +90,7 @@ func (r *ranked) build(slots []slot) {
 	}
 }
 
-func (r *ranked) at(e int32) *slot { return &r.slots[e] }
+func (r *ranked) at(e entry) *slot { return &r.slots[e.idx] }
 
 // seek returns the position of the first entry >= (free, idx): block bi and
 // index i, with bi == len(r.blocks) when every entry is smaller.
@@ -91,7 +99,7 @@ func (r *ranked) seek(free int64, idx int32) (bi, i int) {
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		b := r.blocks[m]
-		if cmpSlot(free, idx, r.at(b[len(b)-1])) > 0 {
+		if cmpKey(free, idx, b[len(b)-1]) > 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -104,7 +112,7 @@ func (r *ranked) seek(free int64, idx int32) (bi, i int) {
 	l, h := 0, len(b)
 	for l < h {
 		m := int(uint(l+h) >> 1)
-		if cmpSlot(free, idx, r.at(b[m])) > 0 {
+		if cmpKey(free, idx, b[m]) > 0 {
 			l = m + 1
 		} else {
 			h = m
@@ -149,7 +157,7 @@ func (r *ranked) maxFree() int64 {
 		return 0
 	}
 	b := r.blocks[len(r.blocks)-1]
-	return r.at(b[len(b)-1]).free
+	return b[len(b)-1].free
 }
 
 // locate returns the position of s, which must be in the set.
@@ -161,16 +169,16 @@ func (r *ranked) locate(s *slot) pos {
 	return pos{bi, i}
 }
 
-func (r *ranked) insertAt(bi, i int, e int32) {
+func (r *ranked) insertAt(bi, i int, e entry) {
 	if bi == len(r.blocks) {
 		if bi == 0 {
-			r.blocks = append(r.blocks, make([]int32, 0, blockMax+1))
+			r.blocks = append(r.blocks, make([]entry, 0, blockMax+1))
 		} else {
 			bi--
 		}
 		i = len(r.blocks[bi])
 	}
-	b := append(r.blocks[bi], 0)
+	b := append(r.blocks[bi], entry{})
 	copy(b[i+1:], b[i:])
 	b[i] = e
 	r.n++
@@ -182,7 +190,7 @@ func (r *ranked) insertAt(bi, i int, e int32) {
 	// Split the block in two halves.
 	r.splits++
 	half := len(b) / 2
-	nb := make([]int32, len(b)-half, blockMax+1)
+	nb := make([]entry, len(b)-half, blockMax+1)
 	copy(nb, b[half:])
 	r.blocks[bi] = b[:half]
 	r.blocks = append(r.blocks, nil)
@@ -229,14 +237,13 @@ func (r *ranked) take(p pos, size int64) {
 	// position is at or before s's.
 	bj, j := r.seek(free, s.idx)
 	s.free = free
+	e := entry{free, s.idx}
 	if bj == bi {
 		b := r.blocks[bi]
-		e := b[i]
 		copy(b[j+1:i+1], b[j:i])
 		b[j] = e
 		return
 	}
-	e := r.blocks[bi][i]
 	r.removeAt(bi, i)
 	r.insertAt(bj, j, e)
 }
