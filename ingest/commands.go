@@ -444,7 +444,14 @@ func (s *Service) SubmitEvals(ctx context.Context, pool string, cs []SubmitEval)
 	var held []reserved
 	release := func(pos map[string]events.Position, err error) {
 		for _, r := range held {
-			s.end(r.key, r.f, pos[r.key], err)
+			p, ok := pos[r.key]
+			if err == nil && !ok {
+				// A held id that turned out to be known appended
+				// nothing: there is no position to wait for.
+				s.end(r.key, r.f, p, errExists)
+				continue
+			}
+			s.end(r.key, r.f, p, err)
 		}
 	}
 	out := make([]EvalAccepted, len(cs))

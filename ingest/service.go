@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -52,10 +53,9 @@ type Service struct {
 
 	brokers  []string
 	instance string
-	txns     chan *kgo.Client
+	txns     chan *txnProducer
 	txnMu    sync.Mutex
-	txnMade  int
-	txnMax   int
+	txnFree  []int // numbers of transactional ids not in use
 
 	flightMu sync.Mutex
 	flights  map[string]*flight
@@ -93,9 +93,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		log:      opts.Logger,
 		brokers:  opts.Brokers,
 		instance: events.NewULID(opts.Clock()),
-		txns:     make(chan *kgo.Client, opts.BatchProducers),
-		txnMax:   opts.BatchProducers,
+		txns:     make(chan *txnProducer, opts.BatchProducers),
 		flights:  make(map[string]*flight),
+	}
+	for n := opts.BatchProducers; n >= 1; n-- {
+		s.txnFree = append(s.txnFree, n)
 	}
 	prod, err := kgo.NewClient(
 		kgo.SeedBrokers(opts.Brokers...),
@@ -104,7 +106,21 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
-		kgo.ProducerBatchMaxBytes(16<<20),
+		kgo.RetryBackoffFn(retryBackoff),
+		kgo.MetadataMinAge(metadataMinAge),
+		// Without this, a record written to a connection the broker
+		// dropped waits for the broker to come back, however long,
+		// and the command never answers 503 as it must. With it, the
+		// record fails at ProduceTimeout and is never sent again (the
+		// producer bumps its epoch); only a broker that wrote it just
+		// before failing keeps it, which a retry with the same eval_id
+		// finds as a duplicate.
+		kgo.AllowIdempotentProduceCancellation(),
+		// Batches stay at franz-go's default size (about 1 MB), under
+		// the broker's message.max.bytes (Kafka's default 1 MiB):
+		// a larger batch, easily reached by concurrent commands or
+		// one batch submission, is refused whole as MESSAGE_TOO_LARGE.
+		// A transaction spans as many batches as it needs.
 	)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create producer: %w", err)
@@ -121,7 +137,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("ingest: events topic %s not found (run line dev, or create the topics first): %w", s.topic, errors.Join(err, topics.Error()))
 	}
 	s.nparts = int32(len(topics[s.topic].Partitions))
-	view, err := livestate.Start(livestate.Options{Brokers: opts.Brokers, Topic: s.topic, Logger: opts.Logger})
+	view, err := livestate.Start(livestate.Options{Brokers: opts.Brokers, Topic: s.topic, Logger: opts.Logger,
+		ClientOpts: []kgo.Opt{kgo.RetryBackoffFn(retryBackoff)}})
 	if err != nil {
 		prod.Close()
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -134,14 +151,29 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// Retries of requests to Kafka. A producer gives up a record whose timeout
+// passed only when it next tries to send it, and after a connection error it
+// first waits for a metadata refresh: with franz-go's defaults (metadata at
+// most every 5s, backoff growing to 5s), a command answered 503 up to 5s
+// after ProduceTimeout, and ingest noticed a restarted broker as late.
+
+// metadataMinAge is the shortest interval between metadata refreshes.
+const metadataMinAge = 250 * time.Millisecond
+
+// retryBackoff is the wait between retries: 250ms, then 500ms at most.
+func retryBackoff(fails int) time.Duration {
+	d := time.Duration(fails+1) * 250 * time.Millisecond
+	return min(d, 500*time.Millisecond) + rand.N(25*time.Millisecond)
+}
+
 // Close stops the service.
 func (s *Service) Close() {
 	if s.view != nil {
 		s.view.Close()
 	}
 	close(s.txns)
-	for cl := range s.txns {
-		cl.Close()
+	for p := range s.txns {
+		p.cl.Close()
 	}
 	s.prod.Close()
 }
@@ -194,7 +226,12 @@ func (s *Service) begin(ctx context.Context, key string) (*flight, bool, error) 
 		if f.err == nil {
 			wctx, cancel := context.WithTimeout(ctx, missWait)
 			defer cancel()
-			_ = s.view.WaitApplied(wctx, f.pos)
+			if s.view.WaitApplied(wctx, f.pos) == nil {
+				// The state shows the command's event: the key
+				// is free (without this, callers would spin on a
+				// finished flight until end's goroutine runs).
+				s.forget(key, f)
+			}
 		}
 		return nil, false, nil
 	}
@@ -204,20 +241,31 @@ func (s *Service) begin(ctx context.Context, key string) (*flight, bool, error) 
 	return f, true, nil
 }
 
-// end releases key once the command's event is applied (or failed).
+// end releases key once the command's event is applied (at once if it
+// failed: nothing was appended).
 func (s *Service) end(key string, f *flight, pos events.Position, err error) {
 	f.pos, f.err = pos, err
+	if err != nil {
+		s.forget(key, f)
+		close(f.done)
+		return
+	}
 	close(f.done)
 	go func() {
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_ = s.view.WaitApplied(ctx, pos)
-			cancel()
-		}
-		s.flightMu.Lock()
-		delete(s.flights, key)
-		s.flightMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = s.view.WaitApplied(ctx, pos)
+		cancel()
+		s.forget(key, f)
 	}()
+}
+
+// forget removes flight f of key, unless a newer flight took the key.
+func (s *Service) forget(key string, f *flight) {
+	s.flightMu.Lock()
+	if s.flights[key] == f {
+		delete(s.flights, key)
+	}
+	s.flightMu.Unlock()
 }
 
 // append writes one event and waits for the broker's acknowledgement.
@@ -250,22 +298,49 @@ func (s *Service) appendAtomically(ctx context.Context, es []events.Envelope) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
 	defer cancel()
-	cl, err := s.txnClient(ctx)
+	p, err := s.txnClient(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	pos, err := s.produceTxn(ctx, cl, recs)
-	if err != nil {
+	// A transactional producer does not give up records it wrote to a
+	// connection the broker dropped: it waits for the broker, however
+	// long. Wait for it only until the timeout.
+	type result struct {
+		pos []events.Position
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pos, err := s.produceTxn(ctx, p.cl, recs)
+		done <- result{pos, err}
+	}()
+	var r result
+	closed := false
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		// Closing the producer fails what it has not sent; a
+		// transaction it did not commit is aborted by the broker, at
+		// the latest when this transactional id is initialized again.
+		// It may have committed just before: then the batch is in.
+		p.cl.Close()
+		r = <-done
+		closed = true
+	}
+	if r.err != nil || closed {
 		// A producer whose transaction failed may be in an unknown
 		// state: replace it.
-		cl.Close()
-		s.txnMu.Lock()
-		s.txnMade--
-		s.txnMu.Unlock()
-		return nil, unavailable(err)
+		if closed {
+			p.cl = nil
+		}
+		s.dropTxnClient(p)
+		if r.err != nil {
+			return nil, unavailable(r.err)
+		}
+		return r.pos, nil
 	}
-	s.txns <- cl
-	return pos, nil
+	s.txns <- p
+	return r.pos, nil
 }
 
 func (s *Service) produceTxn(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) ([]events.Position, error) {
@@ -290,18 +365,28 @@ func (s *Service) produceTxn(ctx context.Context, cl *kgo.Client, recs []*kgo.Re
 	return pos, nil
 }
 
+// txnProducer is a transactional producer and the number in its
+// transactional id.
+type txnProducer struct {
+	cl *kgo.Client
+	n  int
+}
+
 // txnClient takes a transactional producer from the pool, making one if
-// fewer than txnMax exist.
-func (s *Service) txnClient(ctx context.Context) (*kgo.Client, error) {
+// fewer than BatchProducers exist.
+func (s *Service) txnClient(ctx context.Context) (*txnProducer, error) {
 	select {
-	case cl := <-s.txns:
-		return cl, nil
+	case p := <-s.txns:
+		return p, nil
 	default:
 	}
 	s.txnMu.Lock()
-	if s.txnMade < s.txnMax {
-		s.txnMade++
-		n := s.txnMade
+	if k := len(s.txnFree); k > 0 {
+		// Transactional ids are reused, never shared: a new producer
+		// with the id of a live one would fence it, and one with the
+		// id of a dropped one aborts what that one left open.
+		n := s.txnFree[k-1]
+		s.txnFree = s.txnFree[:k-1]
 		s.txnMu.Unlock()
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(s.brokers...),
@@ -310,22 +395,31 @@ func (s *Service) txnClient(ctx context.Context) (*kgo.Client, error) {
 			kgo.TransactionalID(fmt.Sprintf("%s-ingest-%s-%d", s.cfg.Deployment, s.instance, n)),
 			kgo.TransactionTimeout(s.cfg.ProduceTimeout+10*time.Second),
 			kgo.ProducerLinger(0),
-			kgo.ProducerBatchMaxBytes(16<<20),
 			kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
+			kgo.RetryBackoffFn(retryBackoff),
+			kgo.MetadataMinAge(metadataMinAge),
 		)
 		if err != nil {
-			s.txnMu.Lock()
-			s.txnMade--
-			s.txnMu.Unlock()
+			s.dropTxnClient(&txnProducer{n: n})
 			return nil, fmt.Errorf("create transactional producer: %w", err)
 		}
-		return cl, nil
+		return &txnProducer{cl: cl, n: n}, nil
 	}
 	s.txnMu.Unlock()
 	select {
-	case cl := <-s.txns:
-		return cl, nil
+	case p := <-s.txns:
+		return p, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// dropTxnClient closes p and frees its transactional id.
+func (s *Service) dropTxnClient(p *txnProducer) {
+	if p.cl != nil {
+		p.cl.Close()
+	}
+	s.txnMu.Lock()
+	s.txnFree = append(s.txnFree, p.n)
+	s.txnMu.Unlock()
 }

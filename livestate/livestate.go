@@ -61,6 +61,11 @@ func Start(opts Options) (*Follower, error) {
 		kgo.ConsumeTopics(opts.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers take offsets too, often the last ones
+		// before the committed end: without them, next would stop
+		// short of the end after every batch and CatchUp would wait
+		// for a record that never comes.
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.MetadataMinAge(250 * time.Millisecond),
 	}, opts.ClientOpts...)
@@ -99,6 +104,10 @@ func (f *Follower) run(ctx context.Context) {
 		f.mu.Lock()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			for _, r := range fp.Records {
+				if r.Attrs.IsControl() {
+					f.next[r.Partition] = r.Offset + 1
+					continue
+				}
 				f.applyLocked(r)
 			}
 		})
