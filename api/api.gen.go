@@ -22,6 +22,27 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AllocState.
+const (
+	AllocStateCompleted AllocState = "completed"
+	AllocStateExpired   AllocState = "expired"
+	AllocStateRunning   AllocState = "running"
+)
+
+// Valid indicates whether the value is a known member of the AllocState enum.
+func (e AllocState) Valid() bool {
+	switch e {
+	case AllocStateCompleted:
+		return true
+	case AllocStateExpired:
+		return true
+	case AllocStateRunning:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AllocStatus.
 const (
 	AllocStatusFailed    AllocStatus = "failed"
@@ -34,6 +55,33 @@ func (e AllocStatus) Valid() bool {
 	case AllocStatusFailed:
 		return true
 	case AllocStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EvalStatus.
+const (
+	EvalStatusCompleted    EvalStatus = "completed"
+	EvalStatusDeadLettered EvalStatus = "dead_lettered"
+	EvalStatusPending      EvalStatus = "pending"
+	EvalStatusPlaced       EvalStatus = "placed"
+	EvalStatusRejected     EvalStatus = "rejected"
+)
+
+// Valid indicates whether the value is a known member of the EvalStatus enum.
+func (e EvalStatus) Valid() bool {
+	switch e {
+	case EvalStatusCompleted:
+		return true
+	case EvalStatusDeadLettered:
+		return true
+	case EvalStatusPending:
+		return true
+	case EvalStatusPlaced:
+		return true
+	case EvalStatusRejected:
 		return true
 	default:
 		return false
@@ -58,6 +106,27 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for Locality.
+const (
+	LocalityHit  Locality = "hit"
+	LocalityMiss Locality = "miss"
+	LocalityNone Locality = "none"
+)
+
+// Valid indicates whether the value is a known member of the Locality enum.
+func (e Locality) Valid() bool {
+	switch e {
+	case LocalityHit:
+		return true
+	case LocalityMiss:
+		return true
+	case LocalityNone:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PoolDisbandedStatus.
 const (
 	PoolDisbandedStatusDisbanded PoolDisbandedStatus = "disbanded"
@@ -67,6 +136,27 @@ const (
 func (e PoolDisbandedStatus) Valid() bool {
 	switch e {
 	case PoolDisbandedStatusDisbanded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PoolStatus.
+const (
+	PoolStatusActive    PoolStatus = "active"
+	PoolStatusDeleted   PoolStatus = "deleted"
+	PoolStatusDisbanded PoolStatus = "disbanded"
+)
+
+// Valid indicates whether the value is a known member of the PoolStatus enum.
+func (e PoolStatus) Valid() bool {
+	switch e {
+	case PoolStatusActive:
+		return true
+	case PoolStatusDeleted:
+		return true
+	case PoolStatusDisbanded:
 		return true
 	default:
 		return false
@@ -89,6 +179,62 @@ func (e Strategy) Valid() bool {
 	default:
 		return false
 	}
+}
+
+// Alloc An alloc (a placed attempt of an eval).
+type Alloc struct {
+	// AllocId Id of an alloc (the placement of an eval on a worker), unique within
+	// its pool: letters, digits, `.`, `_`, `:` and `-`, starting with a
+	// letter or digit, at most 128 characters.
+	AllocId AllocId `json:"alloc_id"`
+	Attempt int     `json:"attempt"`
+
+	// Completion How the worker said an alloc ended.
+	Completion *Completion `json:"completion,omitempty"`
+
+	// DatasetId Id of a dataset an eval reads; the scheduler prefers workers that
+	// already hold it. Letters, digits, `.`, `_`, `:` and `-`, starting with
+	// a letter or digit, at most 128 characters.
+	//
+	// Example: ds.2024-06-01
+	DatasetId *DatasetId `json:"dataset_id,omitempty"`
+
+	// Deadline When a running alloc expires unless heartbeated.
+	Deadline time.Time  `json:"deadline"`
+	EndedAt  *time.Time `json:"ended_at,omitempty"`
+
+	// EvalId Id of an eval, unique within its pool: letters, digits, `.`, `_`,
+	// `:` and `-`, starting with a letter or digit, at most 128 characters.
+	// Used as idempotency key for submissions.
+	//
+	// Example: job-42:shard-7
+	EvalId       EvalId    `json:"eval_id"`
+	ExpiryReason *string   `json:"expiry_reason,omitempty"`
+	PlacedAt     time.Time `json:"placed_at"`
+
+	// Placement The decision record of a placement (the `alloc.placed` event).
+	Placement Placement `json:"placement"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId PoolId `json:"pool_id"`
+	Size   int64  `json:"size"`
+
+	// Status Where an alloc stands; a completed alloc's outcome is in `completion`.
+	Status AllocState `json:"status"`
+
+	// Topic Topic the alloc record was delivered to.
+	Topic string `json:"topic"`
+
+	// WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
+	// hence lower-case letters, digits, `_` and `-` only, starting with a
+	// letter or digit, at most 64 characters.
+	//
+	// Example: w-0001
+	WorkerId WorkerId `json:"worker_id"`
 }
 
 // AllocCompleted A completed alloc.
@@ -121,6 +267,9 @@ type AllocCompleted struct {
 // letter or digit, at most 128 characters.
 type AllocId = string
 
+// AllocState Where an alloc stands; a completed alloc's outcome is in `completion`.
+type AllocState string
+
 // AllocStatus Outcome of an alloc.
 type AllocStatus string
 
@@ -131,6 +280,15 @@ type CompleteAllocRequest struct {
 
 	// Message Free-form message, e.g. the reason of a failure.
 	Message *string `json:"message,omitempty"`
+
+	// Status Outcome of an alloc.
+	Status AllocStatus `json:"status"`
+}
+
+// Completion How the worker said an alloc ended.
+type Completion struct {
+	ExitCode *int32  `json:"exit_code,omitempty"`
+	Message  *string `json:"message,omitempty"`
 
 	// Status Outcome of an alloc.
 	Status AllocStatus `json:"status"`
@@ -189,6 +347,71 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// Eval An eval as the view sees it.
+type Eval struct {
+	// AllocId Id of an alloc (the placement of an eval on a worker), unique within
+	// its pool: letters, digits, `.`, `_`, `:` and `-`, starting with a
+	// letter or digit, at most 128 characters.
+	AllocId *AllocId `json:"alloc_id,omitempty"`
+
+	// Attempts Placements so far.
+	Attempts int `json:"attempts"`
+
+	// DatasetId Id of a dataset an eval reads; the scheduler prefers workers that
+	// already hold it. Letters, digits, `.`, `_`, `:` and `-`, starting with
+	// a letter or digit, at most 128 characters.
+	//
+	// Example: ds.2024-06-01
+	DatasetId *DatasetId `json:"dataset_id,omitempty"`
+
+	// EndedAt When the eval reached a final status.
+	EndedAt *time.Time `json:"ended_at,omitempty"`
+
+	// EvalId Id of an eval, unique within its pool: letters, digits, `.`, `_`,
+	// `:` and `-`, starting with a letter or digit, at most 128 characters.
+	// Used as idempotency key for submissions.
+	//
+	// Example: job-42:shard-7
+	EvalId EvalId `json:"eval_id"`
+
+	// NextAttempt Attempt number of the next placement.
+	NextAttempt int `json:"next_attempt"`
+
+	// Payload The eval's payload, as submitted.
+	Payload json.RawMessage `json:"payload,omitempty"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId PoolId `json:"pool_id"`
+
+	// Position Position of an event in the Kafka log as `"partition:offset"`.
+	// Compare it with the `applied` offsets of `GET /healthz` to know
+	// whether a write has been applied to the scheduler's state.
+	//
+	// Example: 3:18211
+	Position Position `json:"position"`
+
+	// QueuedAt When the eval last entered the queue.
+	QueuedAt time.Time `json:"queued_at"`
+
+	// Reason Why the eval was rejected, requeued or dead-lettered.
+	Reason *string `json:"reason,omitempty"`
+
+	// Result Outcome of an alloc.
+	Result *AllocStatus `json:"result,omitempty"`
+	Size   int64        `json:"size"`
+
+	// Status Where an eval stands: `pending` (queued), `placed` (has a running
+	// alloc, or an expired one whose retry decision is due), `completed`,
+	// `rejected` (ended unplaced, e.g. its pool was disbanded) or
+	// `dead_lettered` (ran out of attempts).
+	Status      EvalStatus `json:"status"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+}
+
 // EvalAccepted An accepted eval.
 type EvalAccepted struct {
 	// Duplicate True if the eval id was already submitted to the pool (the
@@ -239,12 +462,88 @@ type EvalBatchRequest struct {
 	Evals []EvalRequest `json:"evals"`
 }
 
+// EvalDetail An eval with its current (or last) alloc.
+type EvalDetail struct {
+	// Alloc An alloc (a placed attempt of an eval).
+	Alloc *Alloc `json:"alloc,omitempty"`
+
+	// AllocId Id of an alloc (the placement of an eval on a worker), unique within
+	// its pool: letters, digits, `.`, `_`, `:` and `-`, starting with a
+	// letter or digit, at most 128 characters.
+	AllocId *AllocId `json:"alloc_id,omitempty"`
+
+	// Attempts Placements so far.
+	Attempts int `json:"attempts"`
+
+	// DatasetId Id of a dataset an eval reads; the scheduler prefers workers that
+	// already hold it. Letters, digits, `.`, `_`, `:` and `-`, starting with
+	// a letter or digit, at most 128 characters.
+	//
+	// Example: ds.2024-06-01
+	DatasetId *DatasetId `json:"dataset_id,omitempty"`
+
+	// EndedAt When the eval reached a final status.
+	EndedAt *time.Time `json:"ended_at,omitempty"`
+
+	// EvalId Id of an eval, unique within its pool: letters, digits, `.`, `_`,
+	// `:` and `-`, starting with a letter or digit, at most 128 characters.
+	// Used as idempotency key for submissions.
+	//
+	// Example: job-42:shard-7
+	EvalId EvalId `json:"eval_id"`
+
+	// NextAttempt Attempt number of the next placement.
+	NextAttempt int `json:"next_attempt"`
+
+	// Payload The eval's payload, as submitted.
+	Payload json.RawMessage `json:"payload,omitempty"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId PoolId `json:"pool_id"`
+
+	// Position Position of an event in the Kafka log as `"partition:offset"`.
+	// Compare it with the `applied` offsets of `GET /healthz` to know
+	// whether a write has been applied to the scheduler's state.
+	//
+	// Example: 3:18211
+	Position Position `json:"position"`
+
+	// QueuedAt When the eval last entered the queue.
+	QueuedAt time.Time `json:"queued_at"`
+
+	// Reason Why the eval was rejected, requeued or dead-lettered.
+	Reason *string `json:"reason,omitempty"`
+
+	// Result Outcome of an alloc.
+	Result *AllocStatus `json:"result,omitempty"`
+	Size   int64        `json:"size"`
+
+	// Status Where an eval stands: `pending` (queued), `placed` (has a running
+	// alloc, or an expired one whose retry decision is due), `completed`,
+	// `rejected` (ended unplaced, e.g. its pool was disbanded) or
+	// `dead_lettered` (ran out of attempts).
+	Status      EvalStatus `json:"status"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+}
+
 // EvalId Id of an eval, unique within its pool: letters, digits, `.`, `_`,
 // `:` and `-`, starting with a letter or digit, at most 128 characters.
 // Used as idempotency key for submissions.
 //
 // Example: job-42:shard-7
 type EvalId = string
+
+// EvalList A page of evals.
+type EvalList struct {
+	Items []Eval `json:"items"`
+
+	// NextCursor Present when there are more items; pass it as `cursor`.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
 
 // EvalRequest An eval to submit.
 type EvalRequest struct {
@@ -273,6 +572,12 @@ type EvalRequest struct {
 	// Example: 1
 	Size *int64 `json:"size,omitempty"`
 }
+
+// EvalStatus Where an eval stands: `pending` (queued), `placed` (has a running
+// alloc, or an expired one whose retry decision is due), `completed`,
+// `rejected` (ended unplaced, e.g. its pool was disbanded) or
+// `dead_lettered` (ran out of attempts).
+type EvalStatus string
 
 // Health Health and readiness of the server.
 type Health struct {
@@ -507,6 +812,99 @@ type LegacyWorker struct {
 	WorkerId WorkerId `json:"worker_id"`
 }
 
+// Locality Whether a placement honoured the eval's dataset: `none` (no
+// dataset), `hit` (the worker holds a replica), `miss` (placed
+// elsewhere).
+type Locality string
+
+// Placement The decision record of a placement (the `alloc.placed` event).
+type Placement struct {
+	// Basis Offset up to which the deciding scheduler had folded the partition.
+	Basis int64 `json:"basis"`
+
+	// Candidates Feasible workers considered.
+	Candidates int `json:"candidates"`
+
+	// Locality Whether a placement honoured the eval's dataset: `none` (no
+	// dataset), `hit` (the worker holds a replica), `miss` (placed
+	// elsewhere).
+	Locality Locality `json:"locality"`
+
+	// Strategy Placement strategy of a pool. `spread` distributes evals across the
+	// workers (preferring workers with more free capacity); `binpack`
+	// fills workers before using others (preferring workers with less
+	// free capacity that still fits). Defaults to `spread` when omitted on
+	// creation.
+	Strategy Strategy `json:"strategy"`
+
+	// WaitedMs How long the eval had waited in the queue, in milliseconds.
+	WaitedMs int64 `json:"waited_ms"`
+}
+
+// Pool A pool as the view sees it.
+type Pool struct {
+	// AwaitingRetry Placed evals whose alloc expired, awaiting a requeue or dead letter.
+	AwaitingRetry int64     `json:"awaiting_retry"`
+	CreatedAt     time.Time `json:"created_at"`
+
+	// DeleteAt When a disbanded pool is deleted.
+	DeleteAt    *time.Time `json:"delete_at,omitempty"`
+	DeletedAt   *time.Time `json:"deleted_at,omitempty"`
+	DisbandedAt *time.Time `json:"disbanded_at,omitempty"`
+
+	// Evals Evals the pool knows, in any status.
+	Evals int64 `json:"evals"`
+
+	// Events Events of the pool applied to the view, including those that did not apply.
+	Events int64 `json:"events"`
+
+	// LastPosition Position of an event in the Kafka log as `"partition:offset"`.
+	// Compare it with the `applied` offsets of `GET /healthz` to know
+	// whether a write has been applied to the scheduler's state.
+	//
+	// Example: 3:18211
+	LastPosition Position `json:"last_position"`
+
+	// LocalityWait A Go duration string: a sequence of decimal numbers with optional
+	// fraction and a unit suffix (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
+	// such as `"300ms"`, `"5s"` or `"1h2m"`; or `"0"`.
+	//
+	// Example: 5s
+	LocalityWait Duration `json:"locality_wait"`
+
+	// MaxFree The largest free capacity of a worker (0 without workers).
+	MaxFree int64 `json:"max_free"`
+
+	// NextDeadline The earliest deadline of a running alloc, worker or replica.
+	NextDeadline *time.Time `json:"next_deadline,omitempty"`
+
+	// Pending Evals waiting in the queue.
+	Pending int64 `json:"pending"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId PoolId `json:"pool_id"`
+
+	// Rejected Events of the pool that did not apply (the state was left unchanged).
+	Rejected int64 `json:"rejected"`
+
+	// Status Lifecycle stage of a pool.
+	Status PoolStatus `json:"status"`
+
+	// Strategy Placement strategy of a pool. `spread` distributes evals across the
+	// workers (preferring workers with more free capacity); `binpack`
+	// fills workers before using others (preferring workers with less
+	// free capacity that still fits). Defaults to `spread` when omitted on
+	// creation.
+	Strategy Strategy `json:"strategy"`
+
+	// Workers Registered workers.
+	Workers int64 `json:"workers"`
+}
+
 // PoolCreated A created pool.
 type PoolCreated struct {
 	// LocalityWait A Go duration string: a sequence of decimal numbers with optional
@@ -571,6 +969,17 @@ type PoolDisbandedStatus string
 // Example: batch-eu1
 type PoolId = string
 
+// PoolList A page of pools.
+type PoolList struct {
+	Items []Pool `json:"items"`
+
+	// NextCursor Present when there are more items; pass it as `cursor`.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// PoolStatus Lifecycle stage of a pool.
+type PoolStatus string
+
 // Position Position of an event in the Kafka log as `"partition:offset"`.
 // Compare it with the `applied` offsets of `GET /healthz` to know
 // whether a write has been applied to the scheduler's state.
@@ -596,6 +1005,41 @@ type RegisterWorkerRequest struct {
 	WorkerId *WorkerId `json:"worker_id,omitempty"`
 }
 
+// Replica A dataset held by a worker.
+type Replica struct {
+	// DatasetId Id of a dataset an eval reads; the scheduler prefers workers that
+	// already hold it. Letters, digits, `.`, `_`, `:` and `-`, starting with
+	// a letter or digit, at most 128 characters.
+	//
+	// Example: ds.2024-06-01
+	DatasetId DatasetId `json:"dataset_id"`
+
+	// Deadline When the replica expires unless reported again.
+	Deadline time.Time `json:"deadline"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId PoolId `json:"pool_id"`
+
+	// WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
+	// hence lower-case letters, digits, `_` and `-` only, starting with a
+	// letter or digit, at most 64 characters.
+	//
+	// Example: w-0001
+	WorkerId WorkerId `json:"worker_id"`
+}
+
+// ReplicaList A page of replicas.
+type ReplicaList struct {
+	Items []Replica `json:"items"`
+
+	// NextCursor Present when there are more items; pass it as `cursor`.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
 // Strategy Placement strategy of a pool. `spread` distributes evals across the
 // workers (preferring workers with more free capacity); `binpack`
 // fills workers before using others (preferring workers with less
@@ -603,12 +1047,101 @@ type RegisterWorkerRequest struct {
 // creation.
 type Strategy string
 
+// Worker A registered worker.
+type Worker struct {
+	Capacity int64 `json:"capacity"`
+
+	// Datasets Datasets the worker holds a replica of, sorted.
+	Datasets []DatasetId `json:"datasets"`
+
+	// Deadline When the worker expires unless it sends a heartbeat.
+	Deadline time.Time `json:"deadline"`
+
+	// Free capacity - used.
+	Free int64 `json:"free"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId       PoolId    `json:"pool_id"`
+	RegisteredAt time.Time `json:"registered_at"`
+
+	// RunningAllocs Ids of the worker's running allocs, sorted.
+	RunningAllocs []AllocId `json:"running_allocs"`
+
+	// Topic Kafka topic on which the worker receives its allocs.
+	Topic string `json:"topic"`
+
+	// Used Total size of the worker's running allocs.
+	Used int64 `json:"used"`
+
+	// WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
+	// hence lower-case letters, digits, `_` and `-` only, starting with a
+	// letter or digit, at most 64 characters.
+	//
+	// Example: w-0001
+	WorkerId WorkerId `json:"worker_id"`
+}
+
+// WorkerDetail A worker with its running allocs and its replicas.
+type WorkerDetail struct {
+	// Allocs The worker's running allocs, sorted by id.
+	Allocs   []Alloc `json:"allocs"`
+	Capacity int64   `json:"capacity"`
+
+	// Datasets Datasets the worker holds a replica of, sorted.
+	Datasets []DatasetId `json:"datasets"`
+
+	// Deadline When the worker expires unless it sends a heartbeat.
+	Deadline time.Time `json:"deadline"`
+
+	// Free capacity - used.
+	Free int64 `json:"free"`
+
+	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
+	// digits, `_` and `-` only, starting with a letter or digit, at most 64
+	// characters.
+	//
+	// Example: batch-eu1
+	PoolId       PoolId    `json:"pool_id"`
+	RegisteredAt time.Time `json:"registered_at"`
+
+	// Replicas The worker's replicas, sorted by dataset.
+	Replicas []Replica `json:"replicas"`
+
+	// RunningAllocs Ids of the worker's running allocs, sorted.
+	RunningAllocs []AllocId `json:"running_allocs"`
+
+	// Topic Kafka topic on which the worker receives its allocs.
+	Topic string `json:"topic"`
+
+	// Used Total size of the worker's running allocs.
+	Used int64 `json:"used"`
+
+	// WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
+	// hence lower-case letters, digits, `_` and `-` only, starting with a
+	// letter or digit, at most 64 characters.
+	//
+	// Example: w-0001
+	WorkerId WorkerId `json:"worker_id"`
+}
+
 // WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
 // hence lower-case letters, digits, `_` and `-` only, starting with a
 // letter or digit, at most 64 characters.
 //
 // Example: w-0001
 type WorkerId = string
+
+// WorkerList A page of workers.
+type WorkerList struct {
+	Items []Worker `json:"items"`
+
+	// NextCursor Present when there are more items; pass it as `cursor`.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
 
 // WorkerRegistered A registered worker.
 type WorkerRegistered struct {
@@ -648,12 +1181,46 @@ type WorkerRegistered struct {
 // letter or digit, at most 128 characters.
 type AllocPath = AllocId
 
+// CursorQuery defines model for CursorQuery.
+type CursorQuery = string
+
+// DatasetPath Id of a dataset an eval reads; the scheduler prefers workers that
+// already hold it. Letters, digits, `.`, `_`, `:` and `-`, starting with
+// a letter or digit, at most 128 characters.
+//
+// Example: ds.2024-06-01
+type DatasetPath = DatasetId
+
+// EvalPath Id of an eval, unique within its pool: letters, digits, `.`, `_`,
+// `:` and `-`, starting with a letter or digit, at most 128 characters.
+// Used as idempotency key for submissions.
+//
+// Example: job-42:shard-7
+type EvalPath = EvalId
+
+// IndexQuery Position of an event in the Kafka log as `"partition:offset"`.
+// Compare it with the `applied` offsets of `GET /healthz` to know
+// whether a write has been applied to the scheduler's state.
+//
+// Example: 3:18211
+type IndexQuery = Position
+
+// LimitQuery defines model for LimitQuery.
+type LimitQuery = int
+
 // PoolPath Id of a pool. Appears in Kafka topic names, hence lower-case letters,
 // digits, `_` and `-` only, starting with a letter or digit, at most 64
 // characters.
 //
 // Example: batch-eu1
 type PoolPath = PoolId
+
+// WaitQuery A Go duration string: a sequence of decimal numbers with optional
+// fraction and a unit suffix (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
+// such as `"300ms"`, `"5s"` or `"1h2m"`; or `"0"`.
+//
+// Example: 5s
+type WaitQuery = Duration
 
 // WorkerPath Id of a worker, unique within its pool. Appears in Kafka topic names,
 // hence lower-case letters, digits, `_` and `-` only, starting with a
@@ -668,6 +1235,9 @@ type BadRequest = Error
 // Conflict Body of every error response.
 type Conflict = Error
 
+// IndexTimeout Body of every error response.
+type IndexTimeout = Error
+
 // NotFound Body of every error response.
 type NotFound = Error
 
@@ -676,6 +1246,161 @@ type PayloadTooLarge = Error
 
 // Unavailable Body of every error response.
 type Unavailable = Error
+
+// ListDeadLettersParams defines parameters for ListDeadLetters.
+type ListDeadLettersParams struct {
+	// Pool Only the dead letters of this pool.
+	Pool *PoolId `form:"pool,omitempty" json:"pool,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *CursorQuery `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Items per page.
+	Limit *LimitQuery `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListPoolsParams defines parameters for ListPools.
+type ListPoolsParams struct {
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *CursorQuery `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Items per page.
+	Limit *LimitQuery `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// GetPoolParams defines parameters for GetPool.
+type GetPoolParams struct {
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// GetAllocParams defines parameters for GetAlloc.
+type GetAllocParams struct {
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListReplicasParams defines parameters for ListReplicas.
+type ListReplicasParams struct {
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *CursorQuery `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Items per page.
+	Limit *LimitQuery `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListEvalsParams defines parameters for ListEvals.
+type ListEvalsParams struct {
+	// Status Only evals in this status.
+	Status *EvalStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *CursorQuery `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Items per page.
+	Limit *LimitQuery `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// GetEvalParams defines parameters for GetEval.
+type GetEvalParams struct {
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// StreamPoolEventsParams defines parameters for StreamPoolEvents.
+type StreamPoolEventsParams struct {
+	// From Offset of the pool's partition to start from.
+	From *int64 `form:"from,omitempty" json:"from,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+
+	// LastEventID Resume after this position (ignored when `from` is given).
+	LastEventID *Position `json:"Last-Event-ID,omitempty"`
+}
+
+// ListWorkersParams defines parameters for ListWorkers.
+type ListWorkersParams struct {
+	// MinFree Only workers with at least this free capacity.
+	MinFree *int64 `form:"min_free,omitempty" json:"min_free,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *CursorQuery `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Items per page.
+	Limit *LimitQuery `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// GetWorkerParams defines parameters for GetWorker.
+type GetWorkerParams struct {
+	// Index Answer only once the view has applied this position (a `position`
+	// returned by a write), waiting at most `wait`.
+	Index *IndexQuery `form:"index,omitempty" json:"index,omitempty"`
+
+	// Wait How long to wait for `index` (default `5s`, at most `60s`). Without
+	// `index` it has no effect.
+	Wait *WaitQuery `form:"wait,omitempty" json:"wait,omitempty"`
+}
 
 // LegacyCompleteAllocJSONRequestBody defines body for LegacyCompleteAlloc for application/json ContentType.
 type LegacyCompleteAllocJSONRequestBody = LegacyCompleteAllocRequest
@@ -919,6 +1644,24 @@ type ClientInterface interface {
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListDeadLetters List dead-lettered evals
+	//
+	// Lists the evals that ran out of attempts (status `dead_lettered`),
+	// sorted by pool id then eval id, optionally of one pool only. The
+	// evals of a deleted pool are forgotten with it (the records on the
+	// `<deployment>.evals.dead` topic remain).
+	//
+	// Corresponds with GET /v1/dead-letters (the `ListDeadLetters` operationId).
+	ListDeadLetters(ctx context.Context, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListPools List pools
+	//
+	// Lists every pool the view knows (active, disbanded or deleted),
+	// sorted by id.
+	//
+	// Corresponds with GET /v1/pools (the `ListPools` operationId).
+	ListPools(ctx context.Context, params *ListPoolsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CreatePoolWithBody Create a pool
 	//
 	// Creates a pool of workers. The body is optional; an empty body or
@@ -955,6 +1698,24 @@ type ClientInterface interface {
 	// Corresponds with DELETE /v1/pools/{pool} (the `DisbandPool` operationId).
 	DisbandPool(ctx context.Context, pool PoolPath, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetPool Get a pool
+	//
+	// Returns a pool: strategy, status, deadlines and counters. A deleted
+	// pool is still answered (status `deleted`). `404 Not Found` for a
+	// pool the view does not know.
+	//
+	// Corresponds with GET /v1/pools/{pool} (the `GetPool` operationId).
+	GetPool(ctx context.Context, pool PoolPath, params *GetPoolParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAlloc Get an alloc
+	//
+	// Returns an alloc (running, completed or expired) with its placement
+	// decision record and, once ended, its completion or expiry reason.
+	// `404 Not Found` for an unknown pool or alloc.
+	//
+	// Corresponds with GET /v1/pools/{pool}/allocs/{alloc} (the `GetAlloc` operationId).
+	GetAlloc(ctx context.Context, pool PoolPath, alloc AllocPath, params *GetAllocParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CompleteAllocWithBody Complete an alloc
 	//
 	// Reports the end of an alloc and frees its capacity on the worker.
@@ -978,6 +1739,23 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/pools/{pool}/allocs/{alloc}/complete (the `CompleteAlloc` operationId).
 	CompleteAlloc(ctx context.Context, pool PoolPath, alloc AllocPath, body CompleteAllocJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListReplicas List the replicas of a dataset
+	//
+	// Lists the workers of a pool that hold a replica of a dataset, sorted
+	// by worker id, with each replica's deadline. A dataset nobody holds
+	// gives an empty list; `404 Not Found` for an unknown pool.
+	//
+	// Corresponds with GET /v1/pools/{pool}/datasets/{dataset}/replicas (the `ListReplicas` operationId).
+	ListReplicas(ctx context.Context, pool PoolPath, dataset DatasetPath, params *ListReplicasParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListEvals List a pool's evals
+	//
+	// Lists the evals of a pool, sorted by id, optionally only those in
+	// one `status`. `404 Not Found` for an unknown pool.
+	//
+	// Corresponds with GET /v1/pools/{pool}/evals (the `ListEvals` operationId).
+	ListEvals(ctx context.Context, pool PoolPath, params *ListEvalsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SubmitEvalWithBody Submit an eval
 	//
@@ -1043,6 +1821,42 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/pools/{pool}/evals/batch (the `SubmitEvalBatch` operationId).
 	SubmitEvalBatch(ctx context.Context, pool PoolPath, body SubmitEvalBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetEval Get an eval
+	//
+	// Returns an eval: status, attempts, its current (or last) alloc and,
+	// in `alloc.placement`, why it was placed where it was (the
+	// `alloc.placed` decision record: strategy, locality, candidates,
+	// waited). `404 Not Found` for an unknown pool or eval.
+	//
+	// Corresponds with GET /v1/pools/{pool}/evals/{eval} (the `GetEval` operationId).
+	GetEval(ctx context.Context, pool PoolPath, eval EvalPath, params *GetEvalParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StreamPoolEvents Stream a pool's events
+	//
+	// Streams the pool's events as Server-Sent Events, read from the
+	// pool's partition of the events topic (`read_committed`) starting at
+	// offset `from` (default 0: the pool's whole history), in log order.
+	// Each event is sent as `id: <partition:offset>`, `event: <type>` and
+	// `data: <envelope JSON>`; a comment line is sent every 15 seconds
+	// while nothing happens. Without `from`, a `Last-Event-ID` header
+	// (sent by EventSource clients when they reconnect) resumes after that
+	// position. The stream ends when the client disconnects (or the server
+	// stops). `404 Not Found` for an unknown pool.
+	//
+	// Corresponds with GET /v1/pools/{pool}/events (the `StreamPoolEvents` operationId).
+	StreamPoolEvents(ctx context.Context, pool PoolPath, params *StreamPoolEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListWorkers List a pool's workers
+	//
+	// Lists the registered workers of a pool, sorted by id, with their
+	// capacity, used and free capacity and deadline. With `min_free`,
+	// only the workers with at least that much free capacity (read from
+	// the pool's free-capacity index). `404 Not Found` for an unknown
+	// pool.
+	//
+	// Corresponds with GET /v1/pools/{pool}/workers (the `ListWorkers` operationId).
+	ListWorkers(ctx context.Context, pool PoolPath, params *ListWorkersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RegisterWorkerWithBody Register a worker
 	//
 	// Registers a worker with the given capacity (the number of eval size
@@ -1074,6 +1888,15 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/pools/{pool}/workers (the `RegisterWorker` operationId).
 	RegisterWorker(ctx context.Context, pool PoolPath, body RegisterWorkerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWorker Get a worker
+	//
+	// Returns a registered worker with its running allocs and its
+	// replicas. `404 Not Found` for an unknown pool or worker (an expired
+	// worker is no longer registered).
+	//
+	// Corresponds with GET /v1/pools/{pool}/workers/{worker} (the `GetWorker` operationId).
+	GetWorker(ctx context.Context, pool PoolPath, worker WorkerPath, params *GetWorkerParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeartbeatWithBody Send a worker heartbeat
 	//
@@ -1368,6 +2191,44 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 	return c.Client.Do(req)
 }
 
+// ListDeadLetters List dead-lettered evals
+//
+// Lists the evals that ran out of attempts (status `dead_lettered`),
+// sorted by pool id then eval id, optionally of one pool only. The
+// evals of a deleted pool are forgotten with it (the records on the
+// `<deployment>.evals.dead` topic remain).
+//
+// Corresponds with GET /v1/dead-letters (the `ListDeadLetters` operationId).
+func (c *Client) ListDeadLetters(ctx context.Context, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDeadLettersRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListPools List pools
+//
+// Lists every pool the view knows (active, disbanded or deleted),
+// sorted by id.
+//
+// Corresponds with GET /v1/pools (the `ListPools` operationId).
+func (c *Client) ListPools(ctx context.Context, params *ListPoolsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPoolsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // CreatePoolWithBody Create a pool
 //
 // Creates a pool of workers. The body is optional; an empty body or
@@ -1434,6 +2295,44 @@ func (c *Client) DisbandPool(ctx context.Context, pool PoolPath, reqEditors ...R
 	return c.Client.Do(req)
 }
 
+// GetPool Get a pool
+//
+// Returns a pool: strategy, status, deadlines and counters. A deleted
+// pool is still answered (status `deleted`). `404 Not Found` for a
+// pool the view does not know.
+//
+// Corresponds with GET /v1/pools/{pool} (the `GetPool` operationId).
+func (c *Client) GetPool(ctx context.Context, pool PoolPath, params *GetPoolParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPoolRequest(c.Server, pool, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAlloc Get an alloc
+//
+// Returns an alloc (running, completed or expired) with its placement
+// decision record and, once ended, its completion or expiry reason.
+// `404 Not Found` for an unknown pool or alloc.
+//
+// Corresponds with GET /v1/pools/{pool}/allocs/{alloc} (the `GetAlloc` operationId).
+func (c *Client) GetAlloc(ctx context.Context, pool PoolPath, alloc AllocPath, params *GetAllocParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAllocRequest(c.Server, pool, alloc, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // CompleteAllocWithBody Complete an alloc
 //
 // Reports the end of an alloc and frees its capacity on the worker.
@@ -1468,6 +2367,43 @@ func (c *Client) CompleteAllocWithBody(ctx context.Context, pool PoolPath, alloc
 // Corresponds with POST /v1/pools/{pool}/allocs/{alloc}/complete (the `CompleteAlloc` operationId).
 func (c *Client) CompleteAlloc(ctx context.Context, pool PoolPath, alloc AllocPath, body CompleteAllocJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCompleteAllocRequest(c.Server, pool, alloc, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListReplicas List the replicas of a dataset
+//
+// Lists the workers of a pool that hold a replica of a dataset, sorted
+// by worker id, with each replica's deadline. A dataset nobody holds
+// gives an empty list; `404 Not Found` for an unknown pool.
+//
+// Corresponds with GET /v1/pools/{pool}/datasets/{dataset}/replicas (the `ListReplicas` operationId).
+func (c *Client) ListReplicas(ctx context.Context, pool PoolPath, dataset DatasetPath, params *ListReplicasParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListReplicasRequest(c.Server, pool, dataset, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListEvals List a pool's evals
+//
+// Lists the evals of a pool, sorted by id, optionally only those in
+// one `status`. `404 Not Found` for an unknown pool.
+//
+// Corresponds with GET /v1/pools/{pool}/evals (the `ListEvals` operationId).
+func (c *Client) ListEvals(ctx context.Context, pool PoolPath, params *ListEvalsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListEvalsRequest(c.Server, pool, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1582,6 +2518,72 @@ func (c *Client) SubmitEvalBatch(ctx context.Context, pool PoolPath, body Submit
 	return c.Client.Do(req)
 }
 
+// GetEval Get an eval
+//
+// Returns an eval: status, attempts, its current (or last) alloc and,
+// in `alloc.placement`, why it was placed where it was (the
+// `alloc.placed` decision record: strategy, locality, candidates,
+// waited). `404 Not Found` for an unknown pool or eval.
+//
+// Corresponds with GET /v1/pools/{pool}/evals/{eval} (the `GetEval` operationId).
+func (c *Client) GetEval(ctx context.Context, pool PoolPath, eval EvalPath, params *GetEvalParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetEvalRequest(c.Server, pool, eval, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StreamPoolEvents Stream a pool's events
+//
+// Streams the pool's events as Server-Sent Events, read from the
+// pool's partition of the events topic (`read_committed`) starting at
+// offset `from` (default 0: the pool's whole history), in log order.
+// Each event is sent as `id: <partition:offset>`, `event: <type>` and
+// `data: <envelope JSON>`; a comment line is sent every 15 seconds
+// while nothing happens. Without `from`, a `Last-Event-ID` header
+// (sent by EventSource clients when they reconnect) resumes after that
+// position. The stream ends when the client disconnects (or the server
+// stops). `404 Not Found` for an unknown pool.
+//
+// Corresponds with GET /v1/pools/{pool}/events (the `StreamPoolEvents` operationId).
+func (c *Client) StreamPoolEvents(ctx context.Context, pool PoolPath, params *StreamPoolEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamPoolEventsRequest(c.Server, pool, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListWorkers List a pool's workers
+//
+// Lists the registered workers of a pool, sorted by id, with their
+// capacity, used and free capacity and deadline. With `min_free`,
+// only the workers with at least that much free capacity (read from
+// the pool's free-capacity index). `404 Not Found` for an unknown
+// pool.
+//
+// Corresponds with GET /v1/pools/{pool}/workers (the `ListWorkers` operationId).
+func (c *Client) ListWorkers(ctx context.Context, pool PoolPath, params *ListWorkersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListWorkersRequest(c.Server, pool, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RegisterWorkerWithBody Register a worker
 //
 // Registers a worker with the given capacity (the number of eval size
@@ -1624,6 +2626,25 @@ func (c *Client) RegisterWorkerWithBody(ctx context.Context, pool PoolPath, cont
 // Corresponds with POST /v1/pools/{pool}/workers (the `RegisterWorker` operationId).
 func (c *Client) RegisterWorker(ctx context.Context, pool PoolPath, body RegisterWorkerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRegisterWorkerRequest(c.Server, pool, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWorker Get a worker
+//
+// Returns a registered worker with its running allocs and its
+// replicas. `404 Not Found` for an unknown pool or worker (an expired
+// worker is no longer registered).
+//
+// Corresponds with GET /v1/pools/{pool}/workers/{worker} (the `GetWorker` operationId).
+func (c *Client) GetWorker(ctx context.Context, pool PoolPath, worker WorkerPath, params *GetWorkerParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWorkerRequest(c.Server, pool, worker, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1951,6 +2972,198 @@ func NewGetHealthRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListDeadLettersRequest constructs an http.Request for the ListDeadLetters method
+func NewListDeadLettersRequest(server string, params *ListDeadLettersParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/dead-letters")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Pool != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "pool", *params.Pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListPoolsRequest constructs an http.Request for the ListPools method
+func NewListPoolsRequest(server string, params *ListPoolsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewCreatePoolRequest calls the generic CreatePool builder with application/json body
 func NewCreatePoolRequest(server string, body CreatePoolJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2025,6 +3238,159 @@ func NewDisbandPoolRequest(server string, pool PoolPath) (*http.Request, error) 
 	return req, nil
 }
 
+// NewGetPoolRequest constructs an http.Request for the GetPool method
+func NewGetPoolRequest(server string, pool PoolPath, params *GetPoolParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetAllocRequest constructs an http.Request for the GetAlloc method
+func NewGetAllocRequest(server string, pool PoolPath, alloc AllocPath, params *GetAllocParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "alloc", alloc, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/allocs/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewCompleteAllocRequest calls the generic CompleteAlloc builder with application/json body
 func NewCompleteAllocRequest(server string, pool PoolPath, alloc AllocPath, body CompleteAllocJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2075,6 +3441,219 @@ func NewCompleteAllocRequestWithBody(server string, pool PoolPath, alloc AllocPa
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListReplicasRequest constructs an http.Request for the ListReplicas method
+func NewListReplicasRequest(server string, pool PoolPath, dataset DatasetPath, params *ListReplicasParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "dataset", dataset, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/datasets/%s/replicas", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListEvalsRequest constructs an http.Request for the ListEvals method
+func NewListEvalsRequest(server string, pool PoolPath, params *ListEvalsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/evals", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -2173,6 +3752,295 @@ func NewSubmitEvalBatchRequestWithBody(server string, pool PoolPath, contentType
 	return req, nil
 }
 
+// NewGetEvalRequest constructs an http.Request for the GetEval method
+func NewGetEvalRequest(server string, pool PoolPath, eval EvalPath, params *GetEvalParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "eval", eval, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/evals/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewStreamPoolEventsRequest constructs an http.Request for the StreamPoolEvents method
+func NewStreamPoolEventsRequest(server string, pool PoolPath, params *StreamPoolEventsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListWorkersRequest constructs an http.Request for the ListWorkers method
+func NewListWorkersRequest(server string, pool PoolPath, params *ListWorkersParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/workers", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.MinFree != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_free", *params.MinFree, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewRegisterWorkerRequest calls the generic RegisterWorker builder with application/json body
 func NewRegisterWorkerRequest(server string, pool PoolPath, body RegisterWorkerJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2216,6 +4084,86 @@ func NewRegisterWorkerRequestWithBody(server string, pool PoolPath, contentType 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetWorkerRequest constructs an http.Request for the GetWorker method
+func NewGetWorkerRequest(server string, pool PoolPath, worker WorkerPath, params *GetWorkerParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "pool", pool, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "worker", worker, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/pools/%s/workers/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Index != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "index", *params.Index, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -2452,6 +4400,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
 	GetHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthResponse, error)
 
+	// ListDeadLettersWithResponse List dead-lettered evals
+	//
+	// Lists the evals that ran out of attempts (status `dead_lettered`),
+	// sorted by pool id then eval id, optionally of one pool only. The
+	// evals of a deleted pool are forgotten with it (the records on the
+	// `<deployment>.evals.dead` topic remain).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/dead-letters (the `ListDeadLetters` operationId).
+	ListDeadLettersWithResponse(ctx context.Context, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*ListDeadLettersResponse, error)
+
+	// ListPoolsWithResponse List pools
+	//
+	// Lists every pool the view knows (active, disbanded or deleted),
+	// sorted by id.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools (the `ListPools` operationId).
+	ListPoolsWithResponse(ctx context.Context, params *ListPoolsParams, reqEditors ...RequestEditorFn) (*ListPoolsResponse, error)
+
 	// CreatePoolWithBodyWithResponse Create a pool
 	//
 	// Creates a pool of workers. The body is optional; an empty body or
@@ -2490,6 +4460,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with DELETE /v1/pools/{pool} (the `DisbandPool` operationId).
 	DisbandPoolWithResponse(ctx context.Context, pool PoolPath, reqEditors ...RequestEditorFn) (*DisbandPoolResponse, error)
 
+	// GetPoolWithResponse Get a pool
+	//
+	// Returns a pool: strategy, status, deadlines and counters. A deleted
+	// pool is still answered (status `deleted`). `404 Not Found` for a
+	// pool the view does not know.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool} (the `GetPool` operationId).
+	GetPoolWithResponse(ctx context.Context, pool PoolPath, params *GetPoolParams, reqEditors ...RequestEditorFn) (*GetPoolResponse, error)
+
+	// GetAllocWithResponse Get an alloc
+	//
+	// Returns an alloc (running, completed or expired) with its placement
+	// decision record and, once ended, its completion or expiry reason.
+	// `404 Not Found` for an unknown pool or alloc.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/allocs/{alloc} (the `GetAlloc` operationId).
+	GetAllocWithResponse(ctx context.Context, pool PoolPath, alloc AllocPath, params *GetAllocParams, reqEditors ...RequestEditorFn) (*GetAllocResponse, error)
+
 	// CompleteAllocWithBodyWithResponse Complete an alloc
 	//
 	// Reports the end of an alloc and frees its capacity on the worker.
@@ -2513,6 +4505,27 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/pools/{pool}/allocs/{alloc}/complete (the `CompleteAlloc` operationId).
 	CompleteAllocWithResponse(ctx context.Context, pool PoolPath, alloc AllocPath, body CompleteAllocJSONRequestBody, reqEditors ...RequestEditorFn) (*CompleteAllocResponse, error)
+
+	// ListReplicasWithResponse List the replicas of a dataset
+	//
+	// Lists the workers of a pool that hold a replica of a dataset, sorted
+	// by worker id, with each replica's deadline. A dataset nobody holds
+	// gives an empty list; `404 Not Found` for an unknown pool.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/datasets/{dataset}/replicas (the `ListReplicas` operationId).
+	ListReplicasWithResponse(ctx context.Context, pool PoolPath, dataset DatasetPath, params *ListReplicasParams, reqEditors ...RequestEditorFn) (*ListReplicasResponse, error)
+
+	// ListEvalsWithResponse List a pool's evals
+	//
+	// Lists the evals of a pool, sorted by id, optionally only those in
+	// one `status`. `404 Not Found` for an unknown pool.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/evals (the `ListEvals` operationId).
+	ListEvalsWithResponse(ctx context.Context, pool PoolPath, params *ListEvalsParams, reqEditors ...RequestEditorFn) (*ListEvalsResponse, error)
 
 	// SubmitEvalWithBodyWithResponse Submit an eval
 	//
@@ -2578,6 +4591,48 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/pools/{pool}/evals/batch (the `SubmitEvalBatch` operationId).
 	SubmitEvalBatchWithResponse(ctx context.Context, pool PoolPath, body SubmitEvalBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*SubmitEvalBatchResponse, error)
 
+	// GetEvalWithResponse Get an eval
+	//
+	// Returns an eval: status, attempts, its current (or last) alloc and,
+	// in `alloc.placement`, why it was placed where it was (the
+	// `alloc.placed` decision record: strategy, locality, candidates,
+	// waited). `404 Not Found` for an unknown pool or eval.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/evals/{eval} (the `GetEval` operationId).
+	GetEvalWithResponse(ctx context.Context, pool PoolPath, eval EvalPath, params *GetEvalParams, reqEditors ...RequestEditorFn) (*GetEvalResponse, error)
+
+	// StreamPoolEventsWithResponse Stream a pool's events
+	//
+	// Streams the pool's events as Server-Sent Events, read from the
+	// pool's partition of the events topic (`read_committed`) starting at
+	// offset `from` (default 0: the pool's whole history), in log order.
+	// Each event is sent as `id: <partition:offset>`, `event: <type>` and
+	// `data: <envelope JSON>`; a comment line is sent every 15 seconds
+	// while nothing happens. Without `from`, a `Last-Event-ID` header
+	// (sent by EventSource clients when they reconnect) resumes after that
+	// position. The stream ends when the client disconnects (or the server
+	// stops). `404 Not Found` for an unknown pool.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/events (the `StreamPoolEvents` operationId).
+	StreamPoolEventsWithResponse(ctx context.Context, pool PoolPath, params *StreamPoolEventsParams, reqEditors ...RequestEditorFn) (*StreamPoolEventsResponse, error)
+
+	// ListWorkersWithResponse List a pool's workers
+	//
+	// Lists the registered workers of a pool, sorted by id, with their
+	// capacity, used and free capacity and deadline. With `min_free`,
+	// only the workers with at least that much free capacity (read from
+	// the pool's free-capacity index). `404 Not Found` for an unknown
+	// pool.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/workers (the `ListWorkers` operationId).
+	ListWorkersWithResponse(ctx context.Context, pool PoolPath, params *ListWorkersParams, reqEditors ...RequestEditorFn) (*ListWorkersResponse, error)
+
 	// RegisterWorkerWithBodyWithResponse Register a worker
 	//
 	// Registers a worker with the given capacity (the number of eval size
@@ -2609,6 +4664,17 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/pools/{pool}/workers (the `RegisterWorker` operationId).
 	RegisterWorkerWithResponse(ctx context.Context, pool PoolPath, body RegisterWorkerJSONRequestBody, reqEditors ...RequestEditorFn) (*RegisterWorkerResponse, error)
+
+	// GetWorkerWithResponse Get a worker
+	//
+	// Returns a registered worker with its running allocs and its
+	// replicas. `404 Not Found` for an unknown pool or worker (an expired
+	// worker is no longer registered).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/pools/{pool}/workers/{worker} (the `GetWorker` operationId).
+	GetWorkerWithResponse(ctx context.Context, pool PoolPath, worker WorkerPath, params *GetWorkerParams, reqEditors ...RequestEditorFn) (*GetWorkerResponse, error)
 
 	// HeartbeatWithBodyWithResponse Send a worker heartbeat
 	//
@@ -3194,6 +5260,174 @@ func (r GetHealthResponse) ContentType() string {
 	return ""
 }
 
+// ListDeadLettersResponse200Headers the declared response headers of an HTTP 200 response for ListDeadLetters
+type ListDeadLettersResponse200Headers struct {
+	XLineIndex *string
+}
+
+// ListDeadLettersResponse503Headers the declared response headers of an HTTP 503 response for ListDeadLetters
+type ListDeadLettersResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// ListDeadLettersResponse504Headers the declared response headers of an HTTP 504 response for ListDeadLetters
+type ListDeadLettersResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type ListDeadLettersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EvalList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListDeadLettersResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListDeadLettersResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListDeadLettersResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDeadLettersResponse) GetJSON200() *EvalList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListDeadLettersResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListDeadLettersResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListDeadLettersResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDeadLettersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDeadLettersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDeadLettersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDeadLettersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListPoolsResponse200Headers the declared response headers of an HTTP 200 response for ListPools
+type ListPoolsResponse200Headers struct {
+	XLineIndex *string
+}
+
+// ListPoolsResponse503Headers the declared response headers of an HTTP 503 response for ListPools
+type ListPoolsResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// ListPoolsResponse504Headers the declared response headers of an HTTP 504 response for ListPools
+type ListPoolsResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type ListPoolsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PoolList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListPoolsResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListPoolsResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListPoolsResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPoolsResponse) GetJSON200() *PoolList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListPoolsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListPoolsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListPoolsResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPoolsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPoolsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPoolsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPoolsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // CreatePoolResponse503Headers the declared response headers of an HTTP 503 response for CreatePool
 type CreatePoolResponse503Headers struct {
 	RetryAfter *int32
@@ -3360,6 +5594,188 @@ func (r DisbandPoolResponse) ContentType() string {
 	return ""
 }
 
+// GetPoolResponse200Headers the declared response headers of an HTTP 200 response for GetPool
+type GetPoolResponse200Headers struct {
+	XLineIndex *string
+}
+
+// GetPoolResponse503Headers the declared response headers of an HTTP 503 response for GetPool
+type GetPoolResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// GetPoolResponse504Headers the declared response headers of an HTTP 504 response for GetPool
+type GetPoolResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type GetPoolResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Pool
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetPoolResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetPoolResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *GetPoolResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPoolResponse) GetJSON200() *Pool {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetPoolResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetPoolResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetPoolResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetPoolResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPoolResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPoolResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPoolResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPoolResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetAllocResponse200Headers the declared response headers of an HTTP 200 response for GetAlloc
+type GetAllocResponse200Headers struct {
+	XLineIndex *string
+}
+
+// GetAllocResponse503Headers the declared response headers of an HTTP 503 response for GetAlloc
+type GetAllocResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// GetAllocResponse504Headers the declared response headers of an HTTP 504 response for GetAlloc
+type GetAllocResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type GetAllocResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Alloc
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetAllocResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAllocResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *GetAllocResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAllocResponse) GetJSON200() *Alloc {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetAllocResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetAllocResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetAllocResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetAllocResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAllocResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAllocResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAllocResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAllocResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // CompleteAllocResponse503Headers the declared response headers of an HTTP 503 response for CompleteAlloc
 type CompleteAllocResponse503Headers struct {
 	RetryAfter *int32
@@ -3437,6 +5853,188 @@ func (r CompleteAllocResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CompleteAllocResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListReplicasResponse200Headers the declared response headers of an HTTP 200 response for ListReplicas
+type ListReplicasResponse200Headers struct {
+	XLineIndex *string
+}
+
+// ListReplicasResponse503Headers the declared response headers of an HTTP 503 response for ListReplicas
+type ListReplicasResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// ListReplicasResponse504Headers the declared response headers of an HTTP 504 response for ListReplicas
+type ListReplicasResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type ListReplicasResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ReplicaList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListReplicasResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListReplicasResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListReplicasResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListReplicasResponse) GetJSON200() *ReplicaList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListReplicasResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListReplicasResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListReplicasResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListReplicasResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListReplicasResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListReplicasResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListReplicasResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListReplicasResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListEvalsResponse200Headers the declared response headers of an HTTP 200 response for ListEvals
+type ListEvalsResponse200Headers struct {
+	XLineIndex *string
+}
+
+// ListEvalsResponse503Headers the declared response headers of an HTTP 503 response for ListEvals
+type ListEvalsResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// ListEvalsResponse504Headers the declared response headers of an HTTP 504 response for ListEvals
+type ListEvalsResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type ListEvalsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EvalList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListEvalsResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListEvalsResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListEvalsResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListEvalsResponse) GetJSON200() *EvalList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListEvalsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListEvalsResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListEvalsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListEvalsResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListEvalsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListEvalsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListEvalsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListEvalsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3616,6 +6214,272 @@ func (r SubmitEvalBatchResponse) ContentType() string {
 	return ""
 }
 
+// GetEvalResponse200Headers the declared response headers of an HTTP 200 response for GetEval
+type GetEvalResponse200Headers struct {
+	XLineIndex *string
+}
+
+// GetEvalResponse503Headers the declared response headers of an HTTP 503 response for GetEval
+type GetEvalResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// GetEvalResponse504Headers the declared response headers of an HTTP 504 response for GetEval
+type GetEvalResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type GetEvalResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EvalDetail
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetEvalResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetEvalResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *GetEvalResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetEvalResponse) GetJSON200() *EvalDetail {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetEvalResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetEvalResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetEvalResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetEvalResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetEvalResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetEvalResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetEvalResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetEvalResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// StreamPoolEventsResponse200Headers the declared response headers of an HTTP 200 response for StreamPoolEvents
+type StreamPoolEventsResponse200Headers struct {
+	XLineIndex *string
+}
+
+// StreamPoolEventsResponse503Headers the declared response headers of an HTTP 503 response for StreamPoolEvents
+type StreamPoolEventsResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// StreamPoolEventsResponse504Headers the declared response headers of an HTTP 504 response for StreamPoolEvents
+type StreamPoolEventsResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type StreamPoolEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *StreamPoolEventsResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *StreamPoolEventsResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *StreamPoolEventsResponse504Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r StreamPoolEventsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r StreamPoolEventsResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r StreamPoolEventsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r StreamPoolEventsResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamPoolEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamPoolEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamPoolEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamPoolEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListWorkersResponse200Headers the declared response headers of an HTTP 200 response for ListWorkers
+type ListWorkersResponse200Headers struct {
+	XLineIndex *string
+}
+
+// ListWorkersResponse503Headers the declared response headers of an HTTP 503 response for ListWorkers
+type ListWorkersResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// ListWorkersResponse504Headers the declared response headers of an HTTP 504 response for ListWorkers
+type ListWorkersResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type ListWorkersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WorkerList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListWorkersResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListWorkersResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListWorkersResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListWorkersResponse) GetJSON200() *WorkerList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListWorkersResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListWorkersResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListWorkersResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r ListWorkersResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r ListWorkersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListWorkersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListWorkersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListWorkersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RegisterWorkerResponse503Headers the declared response headers of an HTTP 503 response for RegisterWorker
 type RegisterWorkerResponse503Headers struct {
 	RetryAfter *int32
@@ -3693,6 +6557,97 @@ func (r RegisterWorkerResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RegisterWorkerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetWorkerResponse200Headers the declared response headers of an HTTP 200 response for GetWorker
+type GetWorkerResponse200Headers struct {
+	XLineIndex *string
+}
+
+// GetWorkerResponse503Headers the declared response headers of an HTTP 503 response for GetWorker
+type GetWorkerResponse503Headers struct {
+	RetryAfter *int32
+}
+
+// GetWorkerResponse504Headers the declared response headers of an HTTP 504 response for GetWorker
+type GetWorkerResponse504Headers struct {
+	RetryAfter *int32
+	XLineIndex *string
+}
+
+type GetWorkerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WorkerDetail
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// JSON504 the response for an HTTP 504 `application/json` response
+	JSON504 *IndexTimeout
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetWorkerResponse200Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetWorkerResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *GetWorkerResponse504Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWorkerResponse) GetJSON200() *WorkerDetail {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetWorkerResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetWorkerResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetWorkerResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetJSON504 returns the response for an HTTP 504 `application/json` response
+func (r GetWorkerResponse) GetJSON504() *IndexTimeout {
+	return r.JSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWorkerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWorkerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWorkerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWorkerResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3994,6 +6949,40 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 	return ParseGetHealthResponse(rsp)
 }
 
+// ListDeadLettersWithResponse List dead-lettered evals
+//
+// Lists the evals that ran out of attempts (status `dead_lettered`),
+// sorted by pool id then eval id, optionally of one pool only. The
+// evals of a deleted pool are forgotten with it (the records on the
+// `<deployment>.evals.dead` topic remain).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/dead-letters (the `ListDeadLetters` operationId).
+func (c *ClientWithResponses) ListDeadLettersWithResponse(ctx context.Context, params *ListDeadLettersParams, reqEditors ...RequestEditorFn) (*ListDeadLettersResponse, error) {
+	rsp, err := c.ListDeadLetters(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDeadLettersResponse(rsp)
+}
+
+// ListPoolsWithResponse List pools
+//
+// Lists every pool the view knows (active, disbanded or deleted),
+// sorted by id.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools (the `ListPools` operationId).
+func (c *ClientWithResponses) ListPoolsWithResponse(ctx context.Context, params *ListPoolsParams, reqEditors ...RequestEditorFn) (*ListPoolsResponse, error) {
+	rsp, err := c.ListPools(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPoolsResponse(rsp)
+}
+
 // CreatePoolWithBodyWithResponse Create a pool
 //
 // Creates a pool of workers. The body is optional; an empty body or
@@ -4050,6 +7039,40 @@ func (c *ClientWithResponses) DisbandPoolWithResponse(ctx context.Context, pool 
 	return ParseDisbandPoolResponse(rsp)
 }
 
+// GetPoolWithResponse Get a pool
+//
+// Returns a pool: strategy, status, deadlines and counters. A deleted
+// pool is still answered (status `deleted`). `404 Not Found` for a
+// pool the view does not know.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool} (the `GetPool` operationId).
+func (c *ClientWithResponses) GetPoolWithResponse(ctx context.Context, pool PoolPath, params *GetPoolParams, reqEditors ...RequestEditorFn) (*GetPoolResponse, error) {
+	rsp, err := c.GetPool(ctx, pool, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPoolResponse(rsp)
+}
+
+// GetAllocWithResponse Get an alloc
+//
+// Returns an alloc (running, completed or expired) with its placement
+// decision record and, once ended, its completion or expiry reason.
+// `404 Not Found` for an unknown pool or alloc.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/allocs/{alloc} (the `GetAlloc` operationId).
+func (c *ClientWithResponses) GetAllocWithResponse(ctx context.Context, pool PoolPath, alloc AllocPath, params *GetAllocParams, reqEditors ...RequestEditorFn) (*GetAllocResponse, error) {
+	rsp, err := c.GetAlloc(ctx, pool, alloc, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAllocResponse(rsp)
+}
+
 // CompleteAllocWithBodyWithResponse Complete an alloc
 //
 // Reports the end of an alloc and frees its capacity on the worker.
@@ -4084,6 +7107,39 @@ func (c *ClientWithResponses) CompleteAllocWithResponse(ctx context.Context, poo
 		return nil, err
 	}
 	return ParseCompleteAllocResponse(rsp)
+}
+
+// ListReplicasWithResponse List the replicas of a dataset
+//
+// Lists the workers of a pool that hold a replica of a dataset, sorted
+// by worker id, with each replica's deadline. A dataset nobody holds
+// gives an empty list; `404 Not Found` for an unknown pool.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/datasets/{dataset}/replicas (the `ListReplicas` operationId).
+func (c *ClientWithResponses) ListReplicasWithResponse(ctx context.Context, pool PoolPath, dataset DatasetPath, params *ListReplicasParams, reqEditors ...RequestEditorFn) (*ListReplicasResponse, error) {
+	rsp, err := c.ListReplicas(ctx, pool, dataset, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListReplicasResponse(rsp)
+}
+
+// ListEvalsWithResponse List a pool's evals
+//
+// Lists the evals of a pool, sorted by id, optionally only those in
+// one `status`. `404 Not Found` for an unknown pool.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/evals (the `ListEvals` operationId).
+func (c *ClientWithResponses) ListEvalsWithResponse(ctx context.Context, pool PoolPath, params *ListEvalsParams, reqEditors ...RequestEditorFn) (*ListEvalsResponse, error) {
+	rsp, err := c.ListEvals(ctx, pool, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListEvalsResponse(rsp)
 }
 
 // SubmitEvalWithBodyWithResponse Submit an eval
@@ -4174,6 +7230,66 @@ func (c *ClientWithResponses) SubmitEvalBatchWithResponse(ctx context.Context, p
 	return ParseSubmitEvalBatchResponse(rsp)
 }
 
+// GetEvalWithResponse Get an eval
+//
+// Returns an eval: status, attempts, its current (or last) alloc and,
+// in `alloc.placement`, why it was placed where it was (the
+// `alloc.placed` decision record: strategy, locality, candidates,
+// waited). `404 Not Found` for an unknown pool or eval.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/evals/{eval} (the `GetEval` operationId).
+func (c *ClientWithResponses) GetEvalWithResponse(ctx context.Context, pool PoolPath, eval EvalPath, params *GetEvalParams, reqEditors ...RequestEditorFn) (*GetEvalResponse, error) {
+	rsp, err := c.GetEval(ctx, pool, eval, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetEvalResponse(rsp)
+}
+
+// StreamPoolEventsWithResponse Stream a pool's events
+//
+// Streams the pool's events as Server-Sent Events, read from the
+// pool's partition of the events topic (`read_committed`) starting at
+// offset `from` (default 0: the pool's whole history), in log order.
+// Each event is sent as `id: <partition:offset>`, `event: <type>` and
+// `data: <envelope JSON>`; a comment line is sent every 15 seconds
+// while nothing happens. Without `from`, a `Last-Event-ID` header
+// (sent by EventSource clients when they reconnect) resumes after that
+// position. The stream ends when the client disconnects (or the server
+// stops). `404 Not Found` for an unknown pool.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/events (the `StreamPoolEvents` operationId).
+func (c *ClientWithResponses) StreamPoolEventsWithResponse(ctx context.Context, pool PoolPath, params *StreamPoolEventsParams, reqEditors ...RequestEditorFn) (*StreamPoolEventsResponse, error) {
+	rsp, err := c.StreamPoolEvents(ctx, pool, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamPoolEventsResponse(rsp)
+}
+
+// ListWorkersWithResponse List a pool's workers
+//
+// Lists the registered workers of a pool, sorted by id, with their
+// capacity, used and free capacity and deadline. With `min_free`,
+// only the workers with at least that much free capacity (read from
+// the pool's free-capacity index). `404 Not Found` for an unknown
+// pool.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/workers (the `ListWorkers` operationId).
+func (c *ClientWithResponses) ListWorkersWithResponse(ctx context.Context, pool PoolPath, params *ListWorkersParams, reqEditors ...RequestEditorFn) (*ListWorkersResponse, error) {
+	rsp, err := c.ListWorkers(ctx, pool, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListWorkersResponse(rsp)
+}
+
 // RegisterWorkerWithBodyWithResponse Register a worker
 //
 // Registers a worker with the given capacity (the number of eval size
@@ -4216,6 +7332,23 @@ func (c *ClientWithResponses) RegisterWorkerWithResponse(ctx context.Context, po
 		return nil, err
 	}
 	return ParseRegisterWorkerResponse(rsp)
+}
+
+// GetWorkerWithResponse Get a worker
+//
+// Returns a registered worker with its running allocs and its
+// replicas. `404 Not Found` for an unknown pool or worker (an expired
+// worker is no longer registered).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/pools/{pool}/workers/{worker} (the `GetWorker` operationId).
+func (c *ClientWithResponses) GetWorkerWithResponse(ctx context.Context, pool PoolPath, worker WorkerPath, params *GetWorkerParams, reqEditors ...RequestEditorFn) (*GetWorkerResponse, error) {
+	rsp, err := c.GetWorker(ctx, pool, worker, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWorkerResponse(rsp)
 }
 
 // HeartbeatWithBodyWithResponse Send a worker heartbeat
@@ -4750,6 +7883,180 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	return response, nil
 }
 
+// ParseListDeadLettersResponse parses an HTTP response from a ListDeadLettersWithResponse call
+func ParseListDeadLettersResponse(rsp *http.Response) (*ListDeadLettersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDeadLettersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EvalList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListDeadLettersResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListDeadLettersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListDeadLettersResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListPoolsResponse parses an HTTP response from a ListPoolsWithResponse call
+func ParseListPoolsResponse(rsp *http.Response) (*ListPoolsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPoolsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PoolList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListPoolsResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListPoolsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListPoolsResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseCreatePoolResponse parses an HTTP response from a CreatePoolWithResponse call
 func ParseCreatePoolResponse(rsp *http.Response) (*CreatePoolResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -4898,6 +8205,194 @@ func ParseDisbandPoolResponse(rsp *http.Response) (*DisbandPoolResponse, error) 
 	return response, nil
 }
 
+// ParseGetPoolResponse parses an HTTP response from a GetPoolWithResponse call
+func ParseGetPoolResponse(rsp *http.Response) (*GetPoolResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPoolResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Pool
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetPoolResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetPoolResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers GetPoolResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetAllocResponse parses an HTTP response from a GetAllocWithResponse call
+func ParseGetAllocResponse(rsp *http.Response) (*GetAllocResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAllocResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Alloc
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetAllocResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetAllocResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers GetAllocResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseCompleteAllocResponse parses an HTTP response from a CompleteAllocWithResponse call
 func ParseCompleteAllocResponse(rsp *http.Response) (*CompleteAllocResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -4967,6 +8462,194 @@ func ParseCompleteAllocResponse(rsp *http.Response) (*CompleteAllocResponse, err
 			headers.RetryAfter = &value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListReplicasResponse parses an HTTP response from a ListReplicasWithResponse call
+func ParseListReplicasResponse(rsp *http.Response) (*ListReplicasResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListReplicasResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ReplicaList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListReplicasResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListReplicasResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListReplicasResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListEvalsResponse parses an HTTP response from a ListEvalsWithResponse call
+func ParseListEvalsResponse(rsp *http.Response) (*ListEvalsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListEvalsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EvalList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListEvalsResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListEvalsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListEvalsResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
 	}
 
 	return response, nil
@@ -5127,6 +8810,281 @@ func ParseSubmitEvalBatchResponse(rsp *http.Response) (*SubmitEvalBatchResponse,
 	return response, nil
 }
 
+// ParseGetEvalResponse parses an HTTP response from a GetEvalWithResponse call
+func ParseGetEvalResponse(rsp *http.Response) (*GetEvalResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetEvalResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EvalDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetEvalResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetEvalResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers GetEvalResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseStreamPoolEventsResponse parses an HTTP response from a StreamPoolEventsWithResponse call
+func ParseStreamPoolEventsResponse(rsp *http.Response) (*StreamPoolEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamPoolEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers StreamPoolEventsResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers StreamPoolEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers StreamPoolEventsResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListWorkersResponse parses an HTTP response from a ListWorkersWithResponse call
+func ParseListWorkersResponse(rsp *http.Response) (*ListWorkersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListWorkersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WorkerList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListWorkersResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListWorkersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListWorkersResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseRegisterWorkerResponse parses an HTTP response from a RegisterWorkerWithResponse call
 func ParseRegisterWorkerResponse(rsp *http.Response) (*RegisterWorkerResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5196,6 +9154,100 @@ func ParseRegisterWorkerResponse(rsp *http.Response) (*RegisterWorkerResponse, e
 			headers.RetryAfter = &value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetWorkerResponse parses an HTTP response from a GetWorkerWithResponse call
+func ParseGetWorkerResponse(rsp *http.Response) (*GetWorkerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWorkerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WorkerDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest IndexTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetWorkerResponse200Headers
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetWorkerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers GetWorkerResponse504Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int32
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Line-Index"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Line-Index", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XLineIndex = &value
+		}
+		response.Headers504 = &headers
 	}
 
 	return response, nil
@@ -5298,24 +9350,54 @@ type ServerInterface interface {
 	// GetHealth Health and readiness
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
+	// ListDeadLetters List dead-lettered evals
+	// (GET /v1/dead-letters)
+	ListDeadLetters(ctx echo.Context, params ListDeadLettersParams) error
+	// ListPools List pools
+	// (GET /v1/pools)
+	ListPools(ctx echo.Context, params ListPoolsParams) error
 	// CreatePool Create a pool
 	// (POST /v1/pools)
 	CreatePool(ctx echo.Context) error
 	// DisbandPool Disband a pool
 	// (DELETE /v1/pools/{pool})
 	DisbandPool(ctx echo.Context, pool PoolPath) error
+	// GetPool Get a pool
+	// (GET /v1/pools/{pool})
+	GetPool(ctx echo.Context, pool PoolPath, params GetPoolParams) error
+	// GetAlloc Get an alloc
+	// (GET /v1/pools/{pool}/allocs/{alloc})
+	GetAlloc(ctx echo.Context, pool PoolPath, alloc AllocPath, params GetAllocParams) error
 	// CompleteAlloc Complete an alloc
 	// (POST /v1/pools/{pool}/allocs/{alloc}/complete)
 	CompleteAlloc(ctx echo.Context, pool PoolPath, alloc AllocPath) error
+	// ListReplicas List the replicas of a dataset
+	// (GET /v1/pools/{pool}/datasets/{dataset}/replicas)
+	ListReplicas(ctx echo.Context, pool PoolPath, dataset DatasetPath, params ListReplicasParams) error
+	// ListEvals List a pool's evals
+	// (GET /v1/pools/{pool}/evals)
+	ListEvals(ctx echo.Context, pool PoolPath, params ListEvalsParams) error
 	// SubmitEval Submit an eval
 	// (POST /v1/pools/{pool}/evals)
 	SubmitEval(ctx echo.Context, pool PoolPath) error
 	// SubmitEvalBatch Submit a batch of evals
 	// (POST /v1/pools/{pool}/evals/batch)
 	SubmitEvalBatch(ctx echo.Context, pool PoolPath) error
+	// GetEval Get an eval
+	// (GET /v1/pools/{pool}/evals/{eval})
+	GetEval(ctx echo.Context, pool PoolPath, eval EvalPath, params GetEvalParams) error
+	// StreamPoolEvents Stream a pool's events
+	// (GET /v1/pools/{pool}/events)
+	StreamPoolEvents(ctx echo.Context, pool PoolPath, params StreamPoolEventsParams) error
+	// ListWorkers List a pool's workers
+	// (GET /v1/pools/{pool}/workers)
+	ListWorkers(ctx echo.Context, pool PoolPath, params ListWorkersParams) error
 	// RegisterWorker Register a worker
 	// (POST /v1/pools/{pool}/workers)
 	RegisterWorker(ctx echo.Context, pool PoolPath) error
+	// GetWorker Get a worker
+	// (GET /v1/pools/{pool}/workers/{worker})
+	GetWorker(ctx echo.Context, pool PoolPath, worker WorkerPath, params GetWorkerParams) error
 	// Heartbeat Send a worker heartbeat
 	// (POST /v1/pools/{pool}/workers/{worker}/heartbeat)
 	Heartbeat(ctx echo.Context, pool PoolPath, worker WorkerPath) error
@@ -5389,6 +9471,91 @@ func (w *ServerInterfaceWrapper) GetHealth(ctx echo.Context) error {
 	return err
 }
 
+// ListDeadLetters converts echo context to params.
+func (w *ServerInterfaceWrapper) ListDeadLetters(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListDeadLettersParams
+	// ------------- Optional query parameter "pool" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "pool", ctx.QueryParams(), &params.Pool, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListDeadLetters(ctx, params)
+	return err
+}
+
+// ListPools converts echo context to params.
+func (w *ServerInterfaceWrapper) ListPools(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListPoolsParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListPools(ctx, params)
+	return err
+}
+
 // CreatePool converts echo context to params.
 func (w *ServerInterfaceWrapper) CreatePool(ctx echo.Context) error {
 	var err error
@@ -5414,6 +9581,78 @@ func (w *ServerInterfaceWrapper) DisbandPool(ctx echo.Context) error {
 	return err
 }
 
+// GetPool converts echo context to params.
+func (w *ServerInterfaceWrapper) GetPool(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPoolParams
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetPool(ctx, pool, params)
+	return err
+}
+
+// GetAlloc converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAlloc(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// ------------- Path parameter "alloc" -------------
+	var alloc AllocPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "alloc", ctx.Param("alloc"), &alloc, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter alloc: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAllocParams
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAlloc(ctx, pool, alloc, params)
+	return err
+}
+
 // CompleteAlloc converts echo context to params.
 func (w *ServerInterfaceWrapper) CompleteAlloc(ctx echo.Context) error {
 	var err error
@@ -5435,6 +9674,113 @@ func (w *ServerInterfaceWrapper) CompleteAlloc(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.CompleteAlloc(ctx, pool, alloc)
+	return err
+}
+
+// ListReplicas converts echo context to params.
+func (w *ServerInterfaceWrapper) ListReplicas(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// ------------- Path parameter "dataset" -------------
+	var dataset DatasetPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset", ctx.Param("dataset"), &dataset, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListReplicasParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListReplicas(ctx, pool, dataset, params)
+	return err
+}
+
+// ListEvals converts echo context to params.
+func (w *ServerInterfaceWrapper) ListEvals(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListEvalsParams
+	// ------------- Optional query parameter "status" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "status", ctx.QueryParams(), &params.Status, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter status: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListEvals(ctx, pool, params)
 	return err
 }
 
@@ -5470,6 +9816,155 @@ func (w *ServerInterfaceWrapper) SubmitEvalBatch(ctx echo.Context) error {
 	return err
 }
 
+// GetEval converts echo context to params.
+func (w *ServerInterfaceWrapper) GetEval(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// ------------- Path parameter "eval" -------------
+	var eval EvalPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "eval", ctx.Param("eval"), &eval, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter eval: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetEvalParams
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetEval(ctx, pool, eval, params)
+	return err
+}
+
+// StreamPoolEvents converts echo context to params.
+func (w *ServerInterfaceWrapper) StreamPoolEvents(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamPoolEventsParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID Position
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Last-Event-ID, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Last-Event-ID: %s", err))
+		}
+
+		params.LastEventID = &LastEventID
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.StreamPoolEvents(ctx, pool, params)
+	return err
+}
+
+// ListWorkers converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWorkers(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListWorkersParams
+	// ------------- Optional query parameter "min_free" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_free", ctx.QueryParams(), &params.MinFree, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter min_free: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWorkers(ctx, pool, params)
+	return err
+}
+
 // RegisterWorker converts echo context to params.
 func (w *ServerInterfaceWrapper) RegisterWorker(ctx echo.Context) error {
 	var err error
@@ -5483,6 +9978,46 @@ func (w *ServerInterfaceWrapper) RegisterWorker(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.RegisterWorker(ctx, pool)
+	return err
+}
+
+// GetWorker converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWorker(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "pool" -------------
+	var pool PoolPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "pool", ctx.Param("pool"), &pool, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter pool: %s", err))
+	}
+
+	// ------------- Path parameter "worker" -------------
+	var worker WorkerPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "worker", ctx.Param("worker"), &worker, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter worker: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetWorkerParams
+	// ------------- Optional query parameter "index" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "index", ctx.QueryParams(), &params.Index, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter index: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWorker(ctx, pool, worker, params)
 	return err
 }
 
@@ -5558,13 +10093,23 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
+	router.GET(options.BaseURL+"/v1/pools", wrapper.ListPools, options.OperationMiddlewares["listPools"]...)
 	router.POST(options.BaseURL+"/v1/pools", wrapper.CreatePool, options.OperationMiddlewares["createPool"]...)
 	router.DELETE(options.BaseURL+"/v1/pools/:pool", wrapper.DisbandPool, options.OperationMiddlewares["disbandPool"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool", wrapper.GetPool, options.OperationMiddlewares["getPool"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/workers", wrapper.ListWorkers, options.OperationMiddlewares["listWorkers"]...)
 	router.POST(options.BaseURL+"/v1/pools/:pool/workers", wrapper.RegisterWorker, options.OperationMiddlewares["registerWorker"]...)
 	router.POST(options.BaseURL+"/v1/pools/:pool/workers/:worker/heartbeat", wrapper.Heartbeat, options.OperationMiddlewares["heartbeat"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/evals", wrapper.ListEvals, options.OperationMiddlewares["listEvals"]...)
 	router.POST(options.BaseURL+"/v1/pools/:pool/evals", wrapper.SubmitEval, options.OperationMiddlewares["submitEval"]...)
 	router.POST(options.BaseURL+"/v1/pools/:pool/evals/batch", wrapper.SubmitEvalBatch, options.OperationMiddlewares["submitEvalBatch"]...)
 	router.POST(options.BaseURL+"/v1/pools/:pool/allocs/:alloc/complete", wrapper.CompleteAlloc, options.OperationMiddlewares["completeAlloc"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/workers/:worker", wrapper.GetWorker, options.OperationMiddlewares["getWorker"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/evals/:eval", wrapper.GetEval, options.OperationMiddlewares["getEval"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/allocs/:alloc", wrapper.GetAlloc, options.OperationMiddlewares["getAlloc"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/datasets/:dataset/replicas", wrapper.ListReplicas, options.OperationMiddlewares["listReplicas"]...)
+	router.GET(options.BaseURL+"/v1/pools/:pool/events", wrapper.StreamPoolEvents, options.OperationMiddlewares["streamPoolEvents"]...)
+	router.GET(options.BaseURL+"/v1/dead-letters", wrapper.ListDeadLetters, options.OperationMiddlewares["listDeadLetters"]...)
 	router.POST(options.BaseURL+"/CreatePool", wrapper.LegacyCreatePool, options.OperationMiddlewares["legacyCreatePool"]...)
 	router.POST(options.BaseURL+"/RegisterWorker", wrapper.LegacyRegisterWorker, options.OperationMiddlewares["legacyRegisterWorker"]...)
 	router.POST(options.BaseURL+"/DisbandPool", wrapper.LegacyDisbandPool, options.OperationMiddlewares["legacyDisbandPool"]...)
@@ -5579,105 +10124,168 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37cts21virnOFvZ2p7KVm+NG2VP37jJulud/slntg7nfnKbAiTkISaArgAaEV1/Fj7Avtk35wD8CaR",
-	"suLIaXfG/ySySIIHB+d+022QqHmuJJfWBOPbYMZZyjV9fMutXp5NLNf4V8pNokVuhZLBOHhdzK+4BjUB",
-	"wxMlUwMMb4TFTCQzsDMOmv+r4MbCnC3hCv+0WvB0GISBSWZ8znDNidJzZoNxIKQ9OQ7CYC6kmBfzYDwK",
-	"A7vMubvEp1wHd3d3YZAzzebcegDPskwl58zO1uH7MUXYEA6GN+FrBX6f491hINkc16ZrQRggrELzNBhb",
-	"XfAmhH/SfBKMg/93WGPp0F01h/T6H9MAATtXKrsPklyprAcQvPRgOPDdHoyflb7m+j5AFnRXDyju4oOB",
-	"cRAQOHe4hsmVNJyO63uWvnVEgX8lSlou6SPL80wkDOE8/NUgsLdbvu2V1sqTRnuzlw0KFAbmLENa4+kY",
-	"hLxhmUjhbxdvXodQyGupFhImgmepCYHBDcsKHskboTJmhZwSxtz7YE+kkDNruZYhaCanPISMy6mdhTAc",
-	"DvdDUBpYJA2fM2lFwrJsWb0wUfMrIWmXw+AuDF4oOclE8oWRkfi3GlgI6zg1KbTm0oKxzPIxfSVSYJnm",
-	"LF0C/yCMNWEkSxJGfKbCXDGZ8pR2XNMU7R/ZAmbMVEtMhBRmhsx/Fwavlf1BFTL9MttGgMM14JDUU7ha",
-	"tgRVqrgBqazbMcF6zpaZYumlUj8xPeVf9qSuFGE/4Tw1jgi5vuH6KwNG/MYhE3PhoPyHZDdMZOwq+0IQ",
-	"OkAgYRLRRX+1MKnFdGZBqgXsGcs0cVGRh/B3NrlmkSxqePFI1A3XiGWe7g+BdI7XJbhkyjO2hKm44RKE",
-	"jGRMNwxIK8UowVb11aBSWF3b83cfNlTbHW3S77vSKi/UPM+45em6HD1DTnYXa+WSa5VzbYWTdPT1e5Fu",
-	"rUFC0gBbPFHKenzACAfRfU/4+3CXltnCbAXVhbvVCfFSEfxSgRnWe6yWbcD0rlLf6upXnlh8ebnZHsXE",
-	"pGfOPRI0GUv4HKWSu8RvWAZKAvO8vI+iW/yr4CTGkDKENcTtY8g4SmgTQiqmwpoQ4mEcQvwe/xnHwGQK",
-	"8SAOoaJNkoQsku5BpEl6MgRmYa6MhaPjbyGZMc0SXJjO22mBYBz885ezwf+ywW+jwXfv6o/D9+PBu9tR",
-	"eHT8zd2fggobxmohpxU2LqrzaGPkTWETNedNtOBLuUTT6JfAFAlKBY64nzCR8bSB8PoVJQ3Tqxqal6Up",
-	"nRLLzhtUO2GZ4V3crrqBaVM8/yDs+0SlfH0zrz4IVDspb5ofIQhcbokrrVmBq5ZfGMy5MWzasfgPmvMB",
-	"LgD+lhD4cDr04ogZJQluQDQVmuPr5uzDT6Szg/Hp6LtnHYj7fDbxK3SxwQvNmeXIxw87kgtukWiN25fk",
-	"C2dXwlmWeSsGmOagcrfe+lFlKmGZsMv3CybsfZt8WWhWSo9PFlHGamb5dHnfExflfYjGNYS9ZJYZbjdI",
-	"DkjdLZWgQLPDPK8st7TIuIZc8wnXxgsQVKnMRrK0UWYqS0HYIfz0EOkRSQafID34B4asGYyD1AyPR8en",
-	"g9GzwehoF3KlOrAOvfUXBam/DO6JMTAwSIYyIfZMeSLmLANJ7p23EUtSiuQE94BPIxYYSmALpphMxAfY",
-	"i6VBFBX073/+Tf/N6V/3Ef+ZxfthJE2RzIAZiKPgZDSamyjAa1HwNX5C/MVRcDQ7nkdB/Nz/OYqCuI24",
-	"r00bW3u/IKL+vBdFQ/dp///vSfOxMB//82/zcW4+mo/zj7P9/T//6eM/R52YcybPGtq+RzNMTYDfcL0E",
-	"jjdB6dZ0yMFykXuNq5fcMpGtSQ63QJfgaD61BuXPM2ZhgfpyoZWcrgPWLZsvLFphIcxZMhOSD5AXyC5z",
-	"+8SHhl246pXHfy3mTNbLNC6W0p9W7lh0BQ8Eb/2iToTcsOwsSXjebaZJYP4iCYV1lKSFs447tnGpC44a",
-	"igBGiSJSWDQ8GlNczYXFpa2qfHuyXCLJpFlwjV6SnXEJ8fFoBG/+7iRHvZ5zNf5V8ALNyCkTcr+BlCul",
-	"Ms5I6uLtW0hdRMYXsyR7jcIS2MaiYQPPfaf4PbPJbLujvMJbHT+yzHTReeF8n754FT0HQtJZ0GrDTpOD",
-	"7uswzSQHLtFJybmmxUJcrHR9lE59ZMXyudnm0Kpt17qPac2WDzjK3mNxSCn3tPEUHmaUnK2cC7KF45EO",
-	"EdmN2EvPGiaEI3z8aDQajT4JkyXod2Tj/egeo2UosFh+sYrmVQG8EUcb/RdHDS2/BLZxSyK5yS/Z2rCI",
-	"5D8MChMDIuXzXFkukyVc8yVMlHbHYYxQcsUE+VVdDU6Px2bGdDr4Zhc2SPMwPpGOvAG3gXy8rbcFW9SG",
-	"44PEqIv9dEiAnOH5/u3izWsXLHSnvwTEA+w5egmBqCv0dlboLaowkl6043HKIsv2YUaBtFKR+FBVFZwj",
-	"fwuJKpkxOeXpMJIXBb2ifKIzLBQGuLgLCbnw7YfBVA38Uf1qlBy+ZYv/8dq1cXVgrkU+KE2+Qa5QJGq3",
-	"CJr04rcOdfmC5SwRdkkWoam1nEqSIhfcoOeOF3zgGUYU93EaNJJzzqSBoxZVHrXdwmenznFzyYHjo9Nv",
-	"Tr89eXb6zT0Zgw4m/itnWVd03H1PTIgqXkhuTGmyOAx3hHnyPBNOYXXT+O06b7Tfeo5+CXI7WUh713wZ",
-	"VjZ4/b2jnf2QgFGTCbo6DrRIZsxYtE2lBQ9OSRe4Dci1wp2vcf1tMArGwdG3x0fodRzh52+ejU6DLpSl",
-	"PTbnWbVnENKdFkK7QKsHjRsylTrNx2s2uWad1qitogQULIRESengh71YXccuwt5lV+ZaXWV8vt8Wbuo6",
-	"2OjgtwHANzj462NHU80ZfSiUKNbplT2K8FJW42Mi45GkWAfBTErQ7QJNadSP3ECR17ydqWkzrEOwlgt2",
-	"RHS6YwwlNsOKHN91k722V5zZ7aysWXl7h/zlLM2E5N0aXPIFlHe0001fGZD8g20vXfF4yiwfWDHnXcf1",
-	"RWKjDsotXtPIcPXZW/VaYY2ve8Kj1Qk91ALzmmPD0ZEu6SB7imSZpvoRpswKZUvQhZTC+ZRb2WKNqPaK",
-	"HTZaN3G9OjddLi2XkGtuuLQhaE4hYQdl+VAT5JnKUgMU3MqWW8PashHa0HbYiWuH9hOfsmR5llx3sRO5",
-	"gZ4HMroRXrq82TllpS64TKtTJ83TitgC7qTDw/k9/buNFOyQsYOocxlyaSBuHTO/R9bl/mTIBrx8Zty3",
-	"CynVkoSR5zAvjIUrDnye26bmXYWlQYY7A6axZs/57AbZ/RhG231LPrzwUWF8pAfa//a4Sz+eEIIt8bRC",
-	"Yf91wugtnwpjuXY6e2e03l62BzWJd4ruC0Y5v632nBblohI1Lzr7ZIyyOQc0kFYzZlu4Rkdd8a2dxZbK",
-	"bfafQpPbdnYGW7DwA0MFn57n2rlTDA2feCd+8KdJ0pZlsrsTa9k7G3T4k4n6QBP1AbT7OG5PP2m5ZbZU",
-	"P58pZysOXKt7XOOpz5aPD3M6Kf/zvtAd+vg1m6/EQqzKRQIUYSmLbD1haZ5wccMNyRPHQp1xl8fycett",
-	"NPTBPQoaEefMi+4aK3epKpr9vWoYHlZm9YC6h24sV0uFK3veArsvyyLNLvxWFZw9GE45ulvvme2RemXS",
-	"8yvj6kbJf23QqYGFyDJ0RtxK6R8s3NMXAjzLFmxpIK7wEzdDdNW394fnmmfoA3U1Trc4vU31Lr7iJ885",
-	"05TLbAoIyebchDCjmo5MLbgeJMzwKv8UySoB9b7KOoGS2fITUk/PTiPZV9NCqcABL1brWcpEkvv/PeWQ",
-	"np10p5DOG0e6EjL3V6qcG5e2TOc6NGRq6stLqhD62EXNoyAeRvKFmudMcxC2DsXGPnga+/g6xf7jv7y6",
-	"hMMZZQZ+i8EquJZqEcnFjNsZ18BgoYXlVOt8xblcjcBXtUclk7TxdDIu4+9NLFHxytj914maXfg0VbTQ",
-	"KtB+vS/qwVRY+HY33ky/jfaywxBrFn09pkEWBi4Z7O/wObTP18Ibfa6LhvZJ+YQVGeLW5LjlYC0BVdXZ",
-	"lpqmKWFi91SM2sJqcVVYbnyCnyVaGeNyUGVF3Z4rsdMkQPx3xGFzpTlMNOdQQr7/HOIrIXOWXMeRnIgs",
-	"qwvzrvgE7y8MrqOQ0zYsnXFjItlamyr7wFhBFZHW7A/hpcMDpWSqTVGip3S4lIwk2RzUntGotS3x5qHt",
-	"rLStDqpXYjuY+4oD7pHlkewV5rC1LN9Q3vzstLc+cTEYjUafI8hLKeVkTLctoqurDRP9ixj5m5NZXlpQ",
-	"VNVwKnmssislldqZMCTVEK+Cmo0SJY1IaTuZMn+0PBcR1vp+/+guRsOtcDvYNrOGyws5UR0p/8vLczg7",
-	"/xEp5+AAVzo4CCubYmBUoROe1mKlLiW+KkRmEU2EtWEkI/kiE7g977fAAe7CHIQVbcOBF1sHpW1VrSuk",
-	"F7jIwJF0hS9wQHL2APacXlUTOol9lGCleL5s1ze74ANnycxpZWYiySQc0GkdNLsnHAhtoYnCIy+uMmFm",
-	"PoTh2jGUbAr5r0xTPg3hZy+LrznP8b654RlSCcvEjRNzNcsYtz/Nc6WdSYA8VZXWuteVyHH5HrTzyOtH",
-	"FL+i25y34aphkNsqG5DlOS8rady5wM9knlEeDXxZppIJd71s3nI09YOu+MMW2knmuKSqGPa6jcn9YSRX",
-	"jES3OxNSeWD1SKt0o8gRRMdhBISBGbvhkdzKhoQ9qvKvLdZ9R39K4lJCSTPGvw/gbd1HJrhrCqCaJccY",
-	"5vlK7yPdoDle42kkAfbi09EIvmdpuRK96QDOPaVWgbjUoZDpTu1Ft5IInaNfgCvH/SokHsIrqqJz1IDP",
-	"lsX9+J61de6tT4uH8GPqiv1bfRHEdbhIWbmJF6dcck1hB98b6EtAmpYC4eBSzD1K3/7wAk5OTr7zhV7m",
-	"eVVi766v19wb8AXwtIUo+Lq3Bn5+MjLOZTmAV43yc1FSMyrMyoOh+vCY2gbHtPRt5KrJo2AMtxFVVOPH",
-	"KBgOh1EQQlRWVze+vbuLiZxQtMQuChcDKmK/Jc1zrdIicQ1/b89fDIxdZiWPeRWstJgKahgwS2P5HPbI",
-	"9s+ZnZnQ+QFEiY6QiUr2wSh3SNR92TTzSGgkXrySnMErQk6H8JovgLR5CZ6ZqSJLoTAOvvjmqAk9KSxh",
-	"ybChApVaeJ6d/xiEwQ3XxumGo+FoOEJ9pnIuWS7QXRuOhifOEpqRTXLYSkq7bJjpiJe4wCegirthme9p",
-	"i8/fXFzC4c3RIWmKw1v87+7QadbDW/r/7rDsNMRDuazjoohtSJjWglpWqxatvdjFGpCWqo4s6r5wBx1T",
-	"dVSFEDRYu7L2vvmbG/u9Spc76yndUB9w1zYCvKPU6h4/Ho12DMlZct3X4dpQP1T27zUEtdueOkC61q8A",
-	"Pmz0utMjp/c/UjVG0wPf3f9A1UCODxyd3P/AajvzXRh8PdriuWaDMTXLFvM500s0vv1hNro3HYnuI6ux",
-	"qUGDzn0TvMNHD+uM8ucxTDz2ppYpjafSzXEye1DLcuE0u/eFwfgGOmc/UZe1MLVeYDINKcQjwaV1yqIK",
-	"shnmOXoarv42vr2Le/mp3uajMtNaUcnd+tyF3XMO7WtDxz0xjY/gP/HMKs84D8FT7X380iir+VSGefnq",
-	"p1eXr9Z0TC/NNl/1mETbUX30R5P/Ps7vfYQnFbCBnP1pbkvP7ej1bowmbynG48rbNqgImr4ugw61MIS4",
-	"ylzGZQ7B+4neunKuovz8XGwXw63g4jF5rjtp8Luwnd9tD+eVh8ZMIyz4xHQrTFceZx3RuY/vmuVSu+E6",
-	"ik/FY9+oZUBJV+AUyQ0c18MJLegekw+6StF+Fy6gnfbwAEXvSOmU/RgoYF2v8BMrrLDChQuXlqMf7uWD",
-	"ZhHaTtXP4a37cHdYRTx7Ta02FI9K8F2lfH80c6vOqjyZWptI3eWgVht97qV5H5zGV095B7G/dTFrKOsa",
-	"tmp+G4Ir2TORrEYckOD3MagxtJrp1tr5hAFuLHMJhzSS5XiERscihcUhYcV0ZqHIn3vbzED89egELri+",
-	"EQmHBr5ir3uqcgPy7vcqiKpuvX3XrreyU0oZR7IxswyUpuqOTBlbJhXqUpGMJuN1RPoj2erShE9r0mwL",
-	"jL9w63tWH5FD/Rs2z3sraWHYIOUv+vaqqRT2ltzuuwE/dMSWUwHBbLnLkXAV33X1Bjd4TeXGM1qpGfr1",
-	"yot2zMpn9bjuiUY9J71GQSe6pHQk49u7uDv21WVxucxTWfOAxO3LPEp+q9rHy/hYWWcICybsEH5gIjN+",
-	"yFF8OvoOSkEY0wivxvtxNTepL/Y53HhlimQk94RMsiJF7mIrNYgu/I/chudMuTBfOgh42uuc8egxts7o",
-	"Wrg2DsAHDmkPVXAxWFeoRzsDrFk7+xSG20EYrsHNN0crzOzNvLootqPGzBFyyY5jEBakgkzJKfpoZMVX",
-	"9U1hMyOutB9k4/I7mytqma6qaYFZiKt60tizqVd/8enoFF4rC3QoMY3/YLLK9+ZVAtff3Obp9qTXkoEr",
-	"Xl3nw9W4YYvoj3dK9HVJ81PgbreBu1UOaM/a/qX7NfUth9UA7Lt3HczTl9ckRfnA94T33lvPB797F/Yo",
-	"5NL2bZSjVLksxM5Ecx/LqyplXEVMWWgWyVpDbsV51RTikgW79Gpdf9M1SBn2qhG0IdkEZJ8SBHVHWZfG",
-	"/AJZ3ofnd3cnKlZG+D4leXeb5N1CWx5WU74eLEb6OPZiJd64WhHno2d4i2j1qVAADQppRRbJ2o1mBmIj",
-	"fuMxVJV2rcq40M3xc7WdVGRHM7aYjKQbhgsX1WgtvKUavmXhagmxb82m5MTAzw0k81eCSFHX+vJ4p5U9",
-	"o6O4MLW72/avq3l6Y0BGip3vXI0vd9us2k1ptuAnS6mwyziIpKh/yaA1Br5pThydgKdBuFQKiApLmRbJ",
-	"stxqT2mI/YyteP/+OeerosxRwSPGi3/HCHF7LOCGGHHvVMq9mkhimkSpC77/HMljhrRXzhJD4bBLubs1",
-	"4E/B7YcEt7eWu4fUgvWo0tcVsVLLdD3y0UcDhCThTIW7zbBG5H4JgyITSACwmKmMj/0o8Gowqv/BjLAi",
-	"V2Fq0q4DhVQEN2lJtXa5qnu3z+dSrA7BimTcJNOYwnc153RP9Hzu97iYKcO93O4W2VREiyZlWZu5Jq4/",
-	"2VcLexw1J1AfLIvLHUbyM4QvzQx9RAncmkn6ha3I9cm0PSLNzT5tyrQnQdYjyFbmxG4j0XzY5FGk2du6",
-	"XmRt8qYLZVZeH/0shVzve4ykMxuF7W143K9bPFoyydXHExe7OE9MgZ5427qSMoYbybjshYnLviT3vLCN",
-	"7iV8cCK0ac7gg7jsnIwj6WRk3/SKzqbJlSH7kSyn7KOhjLLbyU3cUGPsvpu2b2dc6PJVa4Hmz4hg9QlG",
-	"pXuPOa56jWIfq16Xel+kXOczCnV2F19ea9p7KtbZZbHOJ0i9jqKCx42ZNX5Brl9s/p3zvCEyXbMXhV0/",
-	"WC5TJ6NKkfS8vpF4H11lbtwP9lSjQjvaJiF2Us7nWeuQWKvruHsOUEOshS4H3TmlJ5I+SXv/tB7o958j",
-	"2RPmK9GzUVCVznQkW4JqpY++ziaQKG9kEPbw5b5hN6T5s8iOKU8yVqKyIxL42MUnDys5Od79+++z3Z5K",
-	"Tz6n9GRNkt1VX6ybWq6hdqC04BLdo7PzH0mxk9wL6/SYHzAg00b5rP9xypsjkmErK2/uQgPXhBbCNc8t",
-	"vRD3zqy4EpmwS/fLSUyjFXX+5uIyLpPp1KJGniuB4ky2KhSnJNDPcJkmeL7qZh3ENyXzsQy4TGmquoG9",
-	"WUdhwX5jPZWb4O7d3f8FAAD//w==",
+	"7H3tcttGtuCrdHGnKqQHpChbcSZUbW05tpPxHW/ia/mWtzbwFVpAk+wR2M2gG5I5jh7rvsB9sq1z+gMN",
+	"EiBBiZIzs/pjUyTQaJw+359feqlcLKVgQqve5EtvzmjGCvz4lgv2RmTsM/yRMZUWfKm5FL1J78OckaVU",
+	"HP5URM8ZueLsmlChrlnBxQy/+q1kxYrMqSJ0ucw5yyZkyYpYLGmh8c6IJP7zRE6niumEyCnenFOlScFS",
+	"WWTu9oikcrGgsVBsSQuq4RslC80ycrEifiXSZ6PZiCTjyfHT6HjyXTIYkXfuR0WuuZ7HQkg9h33apQkt",
+	"GMnZVBNZatKngrDFUq/IFc1LNiHrV6+YHox6UU+lc7agAB69WrLepKc0vH3v5ibqvWe6WL2YalZsgu/n",
+	"cnHBCnhVxVIpMkUoXEiu5zyd4+sX7LeSKU0WdEUu4E9dcJbVnzmVxYLq3qTHhX72tBf1FlzwRbnoTcaR",
+	"2xAXms1Y0buBLQHUFkzb432R5zJ9R/V8c39vMncMFC6Cx3L4fglXRz1BF7A2/taLerBXXrCsN9FFycId",
+	"/qlg096k9z+OKhw7Mr+qI3z8mwxh9bIslCz+HfClGdcSwT7r8xQv8yiyLNgVl6UiSzpjfo+IddUmzT01",
+	"uC3o57dMzODFn45P/oJwc18cA5S0ZgUs9Z+/vhj+Xzr8x3j4/fnw05//1IsazvkV1VQxvQuQmbmsBZT2",
+	"11sD027CgvP1Fc137Ydd0bxlM/DTrXcCz7bbQN7RcqgvkFMQKfIVkSJlFQ8J+AXRc648nyF9ShL3RxKL",
+	"gumyEIb4KbkuuGaDiFxTrpFUNVlIpUkCXyRt2MGRvXV9t3f24fh2b/mC65a3e6PZQgGz24qaOaxQe3jG",
+	"prTMdW9yPB5HgKeGnI/H+Kej7uMG6o5676TceehLKdsOHX669aHDs+2hf6StUPmrvCa5BOEg8ZjIVBYk",
+	"wSNISN++O0m+VUlUHd/zsQIG/pHruSx1LNz1XCOmCEnYdMpS3QZkeFDnA35VFtQf8EdZXLJiF0iv8aoW",
+	"oJofbw1WswME7A2soZZSKIbM+weavTciAv5KpdBM4EcknRTf4ujvCjb7pSvlFoW0gmKTATt5xBVZ0Bwk",
+	"D4hzLq5ozjPyb2e//ByRUlwKeS3IlLM8UxGhRnzG4orLnGqnFpjnkT7PiGW1ESmomLGI5MiFIzIajQYR",
+	"kQVBYb+gQvOU5vnKPzCViwsu8C1HPRAgUkxznj4wMFL7VKNU4MulZVEwoYnSVLMJfsUzQvOC0WxF2Geu",
+	"tIpi4YgR4JlxdUFFBtqMLAKcwvcHIWlYol1iygVXc1AFHIf9wBdMlg/06siiM56BSoRsemUZi+XRM37F",
+	"BKHK0zVAhgvLhmPRZ7A6SWXG7CXn2uwfqDz5P0NQOodvzL2a5bkic3lNprQAip9JpPNAR0Uta+jVrKb3",
+	"slcfBQrZTdQLn7TrzkoRRqj8LPWPshTZw0Ac0CTaQAlgMCj5QmUxk0zhwSCeIYa8o6tc0uyDlG9pMWMP",
+	"Sx8XEnE+ZSwzRoJixRUrvlFE8X8wgvIPd/kfgl5RntOL/IF2aDZCUgqGgPmrBsmCz+aaCHlN+kqD7SBm",
+	"pFxG5G90ekljUVb7hSORV6wAKLNsMCKIZlafR8WP5XRl6YKLWCQByiaHwWZ8SfveXrNv0rks8vQpWeY0",
+	"BbNHazB0QJiBzXNFc7RrloVcskJzI2vwpnOeddboo55dN7CMvKoSocGZM7Op7Su+rK6EYzRKboedBOow",
+	"nD7Nci7YJkA+zoFXkaIUAlVGBA77vOQFU6QUOVOKzBkt9AUDaxMg422ujGo2BNa1aRREPQbs/JzqmpW2",
+	"/Y4rmnd4MaddRz3c5uq8YNRSxcaS5oj32gXesrCkt1Xh8xfCXVJ22btTEqMeUP+6Afv8pBc14ArI0VJ1",
+	"wrwzELlwj5ZL3oD+H+Dryqh1zoVrqoBG+RUrwOKQoybAGPbb4SUDlS3U+n71QIoqcqpOPXyABU9FQwEG",
+	"e3iEp+teODy+T/4d5MXfWYrHhECyFMWyBvZAUvdjZfbfmRPsjRxOlehujO2NJaXqdjwVsN2zWuH6Jmsz",
+	"EqjnuqgouSMKWC6RwIUMBgxAjea/lcwqTrHgWqEOMCE5A21ZRSTjM65VRJJREpHkHP6ZJISKjCTDJCJe",
+	"YqFWSmNhbgRJhXdW1tXx07+QdE4LmsLCeN5Nzo9P1cfR+WT46cs4On763c2fmiglIMUmfluwCiBKU5Gp",
+	"U0LXEe8bRWSpU7lgoB+D9liJDBSZTIAd/GvPcu6elykMqQo5eBYcVsP2DLrU9/eLfWhwauHTVJmCKoPP",
+	"mFKetzzCkRg+KjDSaJYhEtH8XUBUU5or1qSiyObN1AmSfeb6HJTpzZd5/Zlro2cHlmpEOCy3qoky5z7c",
+	"5L4LphSdNSz+Y8HYEBYg9pKIoNPV6FAgknDfBMBUFugBCbxuJ+PvnzcA7u5UbFdootKXNaVj0zER2F2K",
+	"gsnmsBRl+Q7I7wfKB37xApQX4K+3w8UzpoGZKHOggl0bLxJ5kefW0kfnuVya9TYhlcuU5lyvztEV09kD",
+	"cxu9QhdUs9lq1x1n7joA4wbAKuWxjaM7Z65n4GCaq1Pv3cjKnBVkWbApK5TFKjCAqI6Fs+PnMs8I1yPy",
+	"9jZcPRaU7MHV2WcK2A/qnxo9HT89GY6fD8fHh+D3/sAa9ImfJMnsz8TcMSGUKEBDkSJfyljKFzQnAgMi",
+	"1o/iUCkWU3gHuBugQEEyaqLK6ZR/Jv1EKABRif/+93/hfwv813yEf+bJIIqFKtM5uiTi3rPxeKHiHvwW",
+	"976FTwC/JO4dz58u4l5yav8cx72kDrhvVR1a/V8BUH/ux/HIfBr8r75Qv5fq9//+L/X7Qv2ufl/8Ph8M",
+	"/vyn3/9z3Ag5Y6BugO0HMJrllLArVqyIcZc4118DG3KL7DSFXzFNeb7BOcwCTYwjvKtBlFNNrkGPuS6k",
+	"mG1urFkonWmwmSOyoOmcCzYEWkArunILNerfrYLor+WCimqZ4Ecf6ICVR42hmxAOuN/qQY0AuaJ5o1WN",
+	"PIAGcVDFmALiPqAp3aCueCNMESXJlIZvGUieW5rNoQ3bYDa7GBLwPmB5IOy5oDkxomgPW3lfyxdDgYGD",
+	"Ye04rEdD+BAr7BTuqXTvZjgtjausOQAJu/xGEXtNBKetyosF19YvIMrcuq+Mg//zcCaH9hl/V1KM3tPr",
+	"/21xK/h1qC75cugY3nApYT+FWeShjKffSlZ2OmkMyTPYIIbmMMBfsu4nXfkq1p+yqh4C5njBgORYFhl/",
+	"XMkylHKMZkMj9AzMGx6gMHq2hx51D84IwNRgeYclezhiWm3Tyl9gfQTeQvVcYo0+1jYQnvYOsxZe40Wa",
+	"smWzs0AQan/0oeQ6q8tK47ltYNofipKBIeIPnRs3jNON/JaJlj5uifZzLEyKCdiFGpAzeToek1/+ZvSk",
+	"aj3jBre4Q2eUi0GAMRdS5oyKW3GfByDJDsfvF40COLed4g9Up/NuR3kBlxrtg+aqSaqXQm/LZ8H7wGSH",
+	"s8DVmpktXtdggQsGHKZYYfAcLopgMeeWl0VmY62aLToRon/tStOnRUFXtzjK1mMxQHHvtPUUbmeCvVg7",
+	"FyALQyMNCmEzYJ0MUxE5htuPx+PxeC9Iuq3foCn/xtyGy2BqgvtiHczr6uZWGFXaJs3zX6a9ya+799W7",
+	"ib40aVmdxECTBfgpatHw0DjhWvkgb18WKBQHzj1jX2OrM9Agdc3JR7r4+GKxzcnX2RqMxX8o4ImK8Iwt",
+	"llIzka7IJVthNgZilVJcijW78e/yYnjydKLmtMiG3x3CcARAveWqSYXDrJktXMjjbGfkbSL/IKWsQbcu",
+	"mELrxmpABUMvx0IWjOBTT8mSKlDy0bK0mWm7zQyz4zb8vyV7sPi5hSvc1gbYWzq26dC/LCng+7+d/fKz",
+	"yQox1LAiAAfSN2CICB5OZJ0FkVXio1hYiQ3oDZr2gMwxY8LpB9Zx57MwkByByNI5FTOWjWJxVuIj3B2N",
+	"kej7UuOdilkHyUu6pCnXK3RrqEp5kWlaLjlTRBrGYDOMyBhDzUYxisWCUaHIcY1Kj6NNLdYnkT09Pvnu",
+	"5C/Pnp98tyNRtAU325zm3qmPmzc+/QlJlkxkXMwS0jda2CAiiYlZJaSPCS0u7hoLe1yywGWM955Iwcj1",
+	"XCqT/LpCVxEwJkyZKRms553+yB2d1ZCQPtqupBTmgdY37Zisifi5pJsBkUUsEjAuzp1xkZB+AchWmiiN",
+	"Va0HYSzAvp4PxK2FINxebPDOr9wYMPgro3lTkpn5Hlk+6MVcMKWcQWvwt8HBYDIn2zlIg/t5jfNh1qLP",
+	"pb5kq8i76arvDWUOItyMSd22W4uFsROvgH36RE7pQgMZWRYSgLMhY770xr1J7/gvT4+Pe1HvGD5/93x8",
+	"0mtCyKzFLfXCvzPhwtAC7Ba5OFgEaF802o6XdHpJGx1W2kdQMPuDpFIIs3/ST+RlYhC3yfW0LORFzhaD",
+	"uiiVl72twY/6BuAJXgq5vBWuzJsgy8fkFashg8LgNAO4jecsFhgHwj2j5mjeQhYkBaWSKVIuK86Zy1mI",
+	"5rhXt2AD8jaHIRw0I4+OTQLvry6zoptp4hMxGqRba4bHB/T9XBN3RT1r8xtlHEO1pTtmSjyEZ+aQWQdh",
+	"gkGQT7DVBeBP6LZmi5XLW44OWX8D2qN2rkLhzr3ena+c6OhswAT+1DXjZbypGFplSbX4w5ZGNYxIwZD3",
+	"qzC/v7blucwzRTD+la8677WmgdV322BcbRzaWzaj6epFetmedG8rbPBC8spIwneYZnjGROZPHSVPLZpN",
+	"4E0aFPKv6RTZisEGGAeIyLuoTAC4Tch8jYSZ3XksW+Byx9BwE1D8kgiRU7IolSYXzNRTBZJ3fS8BGh5s",
+	"M8GaLedzGGC3Q7gtZNRAh2c2cAy3tOz2n91Z2Q4n2EFHOK1h2D8dM3rPZlxpVhiZfTBcry/bAprUmpy7",
+	"PLjGKq7s0mu3qADJS6g2yihdMAIK0no2UQfD87gxAncoh6x7zfZTCKntYGfQgYRv6Yi5dYrt4VwOJPA4",
+	"HMTLsB8nrWkmhzuxmr6zRYY/qqi3VFFvgbv3Y/a0o5ZZpqP4uSOf9RS4UT7YIf78cOkA52XRII9/pos1",
+	"XwhmnhP0sLjKdYtYBUsZv8I0GGX8sereM+tDG7d6jUAe7BLQNlOxkar0nBWEBgnccylk6VIhbH6IJbEJ",
+	"SYQULCF9IWNhvxxEJJlznZhE8Br9USRUnlK4ZsGVSkjf+BVjwXLFruesYDX/Iyzfi3pzLG6FOxo9i+/C",
+	"eo5Nz4h3qdpSCMxtrF4Q95mY0JZz3aJbr6FG6IIq3hTPNZ7Bcok1vx5H4MEZF7MgW3JOMzKVeWbh6T2N",
+	"HUkjpSLjGdWsYRM/Mqr4Rc58JmYqheLZWhpJsFge4ME2lPT4cqvc0whrk1l2vlDbaqWdjAYAmRtceB1R",
+	"HOPjC57n3LaS6ASwDb+d3VTw7jWYhnuN7GE3UVCLHm/87t0y5GwB/zl6/VuS3jIbBzfxgbBuK4sI9S0A",
+	"XPqQyx6yQdKuKIWGxn4FVBnLmWbtuVS0CjxU9b94zx7VZfaG/TbmHrt3VVoDcr42SQguMedSyGuFeEjF",
+	"qin/rx3GyE4an4BpjUHbgvVQAmARPDPNy8xUlgMq6DnV9fLkjhvJqdLntxGXt85uX9DP59OCtTitc1rM",
+	"mNIEriBpoDS4QiHSH6PXXpba8bVBx3fFwPd2nzmjRc6xpDhwnK9VSoZFyVZ87eE/t/GzFtxyJBxyuvtS",
+	"knysrgsWbiKYEZNY74+RRewi5CPPXc+kW2ohbDpILbyNyDGosvmuTq9lmUOn2wiSShdrECnnrheHixIF",
+	"HLbameM6URBjXRMKAfF4FlKLudapuU1QGU9ScyWk+ck3TPlaFS23K4a8RRXM3oe4E7qvnMRpgm9dCjZF",
+	"9LbLUUeP3yhLeVRkoUmiyDXPc3LB9peuD1ywuu5TuKYrRRIPn1q5o/92dyQ2PENLbRVMO5zetuonW/+1",
+	"XDJaYK5naAsKumAqInOs8MnlNSuGKVXMJ7bFwme2nft0NuwDtUdO2/OTWLRVOGGq5JCV69VNLkPN9/P6",
+	"Mo6eP2vOTQMI7MpNAyjcOTcN9eU/fm5aIHc2dvOWT1m6SnOUgTMWoEiAuTTV/ArIrUJhr8c2W64BUa29",
+	"vWs149IpARRWTzCImMuZLfda7y4Y95JRLF7KxZIirKq8h8Sql4lNZkGpn/z0+gM5mmMazj8S0DxB1Y3F",
+	"tfcGYNcx7M9zwUC9r+uo3rp1bKqOqc8mLtklxFMsJpuY/xqR8xABBB+a15IUdr0HDRd4KPzlMKGDdofo",
+	"qwavZ1iEeZ/ez6hn8nztFTYd8O4ur60BjvdGF28Uu7Zudc5y1zbP+x8PEqfY0WvF5IDh9tb7rBRsaVp5",
+	"YrXGPYrrQzocAyi1ZNhsOaBdAsYC6s4yxuHDH1/MnAWaq2+F2FNLINZe1Fb9SJyWGmonibkrAU1TF/yi",
+	"1ExZpxFNC6mUSVV0HsG+KdbG1rXuO5QN+LY1I3xwSpILLpY0vUxiMeV5XpV4X7ApXF8qWEcCzLYsDWgf",
+	"i7qBj+al0hxr67UajMgrAwfM3PMvhUfi4nJSxALtFest9e0qHNzsbhvlbGvsw4sFbxBulw8dbNz9ePSa",
+	"Z5zIqev2eztGvRFC282q7E7WOBXXRDHs2XubxMFml49HgCEp1Zq1clBXhzvTvdyA1u1z3hYJfZOpjcTK",
+	"mqtI7X10QTR0/eBa2jsdKiAF8G9qHqWdnrP9TTse3X2FvYJQF76IRbhazqdrF1XHhoA+N068iVmbje1b",
+	"sWX5TUvNVkvh2g6kAk2G74laTYjlBO6uTdjLwseH3Z3vJJPXDtlCJdjbpw71arV6GED3OtzQ6savvYbh",
+	"z3Ob3W9Wbatd2+ERiEWrS4B09ghsaWX1/KS158n1cDwe38UdYECzS18L3KZ3Udc8hfzRtTVnfzomcgAl",
+	"4oC5EtvjG5ZAMDkVhHkoy50Wh83HQSQCtnFsfVwFjkku1R+tXOCeBeMDiCwnmboVKMDyXExlQ/T8w4d3",
+	"5MW7N4A5T57ASk+eRN5bNFSyLFKWVWp3lYZwUfJcA5gQaqNYxOJlzjEMZGIC5Ak6/p5EHrfJE0v5T5zf",
+	"0q/LhTVIgK3FwlRnkidohzwhfeMxsaxjABq+M18+1DtJmRwuRtO56zUTCyrIEzytJ2H/QLOFulEBLHVZ",
+	"XuRczW0mmImYSxEaQd+okGuPyEdrq1wytoTrForlgCU051eG+Vcko8z7GRvepCyIrGpiZB7ngOMbsZnk",
+	"KQDxa7zMePJN4AyozXv36HLJXLmnORfyER1vWI5gp47gGAHTWdv6BFV1o6mh02Vh5FU1RoD0m92Eg1Es",
+	"1tx/5u1UZPv6+xkmQQVcmOdi4lJkTq9YLDp5B0kf+6lVvsiBwT8pYCkuhZrA30/I+6q/Mmem/RoW1hrC",
+	"UKdrndjxAhcdiwUh/eRkPCY/0MythE96Qt5ZTPX5jJkBIS0aZTpeiix0QXU6h5WTdsGajMhrLH032AD3",
+	"OncUPGdjnZ1F5cmIvMlMW7VaBzqkOljEdY2AH2dMMBwZ43pm20q60JJGGHzgCwvS9z++JM+ePfveViOr",
+	"U9/MzPy+2d1MEdtqDF8h7n3b2m1s8WysjDP6CXkdNPriDptBYHrfNHbiSrCd9gSX/hKbvl1xb0K+xNi7",
+	"Cj7GvdFoFPciErs+VsG3NzcJotO/l6wArOlrOiPJb+avZICv5J9tgWRLNWVBpoVcIOlccXatIgDwVOZW",
+	"MUzlwvoilgWb8s8+ZVLOiNLSVPOSjKtLi8Dmlc18IEu9KS1wW3Cf6XG91g1+Ums0b/03ZGNmSISFww1z",
+	"hZb1utZa3Sos1DJ0aGCnDhE/dAhRt2HuUASr1EcPRU8nz8bJaXWNdf00zBPyE4hgFVnqkSF0mg1XsiyG",
+	"GGhQE6PDIVJULMyFIfxAFIuA2F7/f8blePws3WBx8C1LToNBTdhP55rCIffr01PwzerzORb0s53NQUqh",
+	"ed42v4Vqf2SwCPbxwwNXBqWouQkvNMk8Ji+MvJlWS/q+9jOm7VGBViuMdoYCzXcFSr4dn5CfqGbXdEXs",
+	"aAQzhQC7y1WA8XMHSB9tjs3RA3BCbviA3wtXwCuJhYxPwXHjDuozSeAMwWwwDCO0Vo1QpjMuAKUmJMEW",
+	"BMEYlOPx2Bs38Lzj8Xg8MJq8Hyxzil1KzavjG9bHJMFeQP+PyJRpEDawDmKsQgcl1+SCppc1e4CYUUyu",
+	"pyf9rWTINXAIk0mBTgio75YRFmxZyKy0A3zev3s5VHqVO8ls+YAsOLxoHgu1UpotSB9jQUuq52BFw2eU",
+	"X0b8oWwZECUNVuAsg9B5iqpGapUy1E7gFy5mI/IzHBDYAG57ai7LPCOlMvtLro7D3aOay3VuhvGIUOV6",
+	"8e5NL+pdsUIZjfJ4NB6NQQuWSybokvcmvWej8eiZsSrnaMkc1SoCTSlSk8loss4JKMZXNLe9oJN3v5x9",
+	"IEdXx0eoXx59gf9ujow+fvQF/785cj0GgJV/qJLSAdqegwrpewf3ExP9BwnkG9Zid0wjHhJMT/IAAeO/",
+	"qWTSDrBhSv8gs9XBJjRsKc68qZsONnBWm4DzdDw+8E5epJdt8yICpfWaVnolOk5OzEaa1vcbPgrm9eAt",
+	"J7tv8WNG8Ibvd9/gh+DADcfPdt+wPhzkJup9O+5wXziuA0dPlIsFLVZgstvDDLqeGxQdAKnRmQIz0HzT",
+	"+wS3HlXlfHcjmGRiDTTlTC7nMjKa3rDSAC33dZxW2QbHxurCmSVcVdokFVmEIX9BTE2Nq2hFSwOnBBq9",
+	"myRfbpJWeqpe816JaaOi92ZzdtThKceksbTPr0GisTl1jzSzTjPGr2Cxdhe9BDXN+xLMq9dvX394vSFj",
+	"WnE2fNR9Im1D6fcfjf/btCXrWXgUAVvQ2Z5mV3yuZzMdRmmymmIy8T46BYIg9JBR0iAWRmgPm7KxxOWU",
+	"1e1T42ASdy+EayK4NVjcJ801J5F9FbJzAY9mynOHhm2BXTDhkejWiM4dZ1AesoPuwlr1w1AderWTie1B",
+	"qNAPA9/FYgvFtVBCbXf3SQdNfQC+ChWYLpXNNOAbY/tmWMBgTV+9R1JYI4UzE2RxDQl30kHYAeCg4ufo",
+	"i/lwc+TjJK2qVn0X94rwTX0U/mjqVhWLfVS1tqG6iVyvd1nbifM2pAWPnjHdVAuGkS7i8tw7dR4cEdMv",
+	"QcXCN2U3Tknjg5qQWifDjV6KXBGmNDVhyiwWrqF70C4Sg2kkpeVsrkm5PPWu5OTb8TNyxoornjISwCux",
+	"ssenn6N13/c78q0SB6ZX4tqbYiJmLIIJoEQW6FbNpdIuFFmVDuQ43bchPhiLWotMsl+HzDrD+Ilp2zD0",
+	"HinUPmH79FSHC6MAlR/06b6jJ+mvmB6YYAYesZkcfD1fHXLAqqe7psasAa3JpbKEdnV8FEytUK0EZ2IE",
+	"rtTfxjQbWtDiNFpdKrLWrxanHFURKSwsz0xAx85XiLxDK8d8GlDO8Dop8hV6vmJhnm0GXJnSHJu7UDAy",
+	"lcVMas2ESyozETQTK1M+lSAx0aaMLXO5WjBh40wj08g7w+RlYyoVbOGmMqwJRK70K0YzOxcLHewFXTAD",
+	"wF83JwbYEdRBgb8NPHBVH3i/NhneTrzfd8J983XVHo9MBMXMwO9w+Vu+cBPzO1yN4anOV1fD+G8+3SO3",
+	"8K3cGyi2yo+rzW+pWrsH1HmHmdy3UAv2F75wTwdVojaVvc45AEpNgAi4h43IVxwEdcsdrMPk2dgKdRup",
+	"xLYMpG9K76Kg5Ba7YSB91/lGoznGlX6HG9igw0cyaOARu8nA143+/4f4S4tIm6getZhdL+shnSDLtjFY",
+	"gwFxE5PBn7C1+5ebpDk01OSQMOlcrtAGdD9bW+TUUT84wIWPXGE8pk6MyI+U58rOaExOxt8TZyckOHo1",
+	"eD6sZsbCJzYxMvGFiRj0VrHoVw1ONlrHoJJg8g20KT91UhuUoU1SvvcQVGPwKdoYBGHjavgOPvbW27Q3",
+	"jw9KmK7Zw2OU6gBRqoCGr47XJJX1glRdHBrKvQwiO3KcgDopJPa7YoV1cvmiuihMM5WFVRxM+sP2FhCg",
+	"tzqSoBp0ZtsAIbFkaq3D5GR8Qn6WmuChJDgIhwqfRLn0WZH24jpNm4iAa+bkCNjT6iYdrofVakj/9KBI",
+	"X/XgeIxrHTautU4BUZsnRZeFqBDdiZPItsmKfIMlk02Lo8RQvL1wqBsLh1umLtTnaAa2oBmCMhg1o7Jd",
+	"YTOdDvC70cFgcXM/he8Pq5Nt4/lfVRHbm1a+hub2E9ObOF/T3PbCEjiQd1TPezefGqTGWr7bFg+lpSuf",
+	"ZmRL3CLix/CgsDBNAQdVKZxvbxmL9faXVGD2cMrMzPfIzHqrMr/ceis74n6EGt5O0QFfuen9G5Tm8uv+",
+	"BUjNDdRrpDUPgUdi20lsFqcPTG678QQPsDNt+lxUDJo9yKbarEQXrwgKjzxjAKk6LZjNv6g6KYYV/qNY",
+	"VGYb2YemvV7YZOxVlVbzYLjtlAuMcJC+51QRGqoYU/B8yuysyYx7gMzc2+fkPj0sO3npZ6o9JuYeNjG3",
+	"gwl35BoCHH2xn26Owhr5HaEMl6/vu7JYj4XMs1pbD0JdIZirqI/FxaqqQYsMUWD1o70L3S9Gb0ZN2daR",
+	"CYleH+wcEosZZl15h1DOlT7tQtzNTtD37sUf/aAdmxvsdoWGHY4e9YKd7tOge5aq0c2Dawq2sc4WXcF3",
+	"ju4U7/Qsot7Sox60NIE+qRjhIhZY5WerW0a3J+vXrtfszhhjMNmcq6DLdVNo0ffc7B4/c219HwOMtw4w",
+	"fv2Q4j8PL6HOd9oefryDZd+mqJ+tpYautzywiY5wCa81+TVt/LHSNBZVxhNVJFH8HywhvpVCrfVBZHIg",
+	"TPMOM8KCgJYo7MzhETnzA8/hEj8SXQMDSuwIM8wjH5q0VjNYQBCexQLVmao/vdXvTdjVZybVU6Gy0pAA",
+	"mxDQnxOT5uQdcuY1/cgH0wpxX+MkanJUx4IHXcx5MAA5dG0fPyNW9SQfpCSofDpTJhaunr4vC5LYSd/J",
+	"gLDPKWOZ2jZWu853DRbcY2rvV0zmhUf7ebbb0nl5ZgwWizUWu8AsrJAkgYOCHQ9Ofcm4m2gOnOCQ5lbn",
+	"jT/mId8mD7mLuYWs+Aj7V9/Fp7KT+5ouJThazOWbOTYMbBeYM3ZmCUPssbiiOQ6DMRyUXM9lziYY0xYr",
+	"i9LAtfGyyKMrqEoOtaucTqxXnta4Wr0fiXm2Lb3BtErYViySEE1NT4eKchi2F+HCN/6QRcaK09qsGMO3",
+	"m1k2dkmxXWib2fXeccOoJWhoGOqtebF7w1jcgfn+gIh2fxwY1/9KziP//F0sDamtxtMeGVkLI7Owcop2",
+	"d472Bf7rFMuBCyc+NOqyXm0gxkxWRO0jp0oPKg9sFAsuapPKFkzoJCLX8xV2eade+7s2rUPMd32Ts1qf",
+	"cLYWFQpjti7VJyLVaKwoFmY01mDU1XMMb9kYDLIq0b9ALAjexLYG3aJLPNpqHeNBaxrEwzh54Ay3enjc",
+	"6K5Gqj7TBaMLFRpxtiMaVViqwYrhGdCzGbIUmcoH7AnkZeM3KujYZEsn7CImibyfwF3nvv9UMqg6hlLt",
+	"qy4SWDborTOehNtCTYbMudKyWA1QgcjlzCgPo1i8pq6ZGyozWLOhSMKzCdnaWikC+5EJ7S7TqyWzP5kW",
+	"NklGNXW/MnHFcrk0jXB8cybTWgseie1p3PNNtu/xt8SO/IuFqV5xStccwyBqRD667kQIgIhQkrylSg8R",
+	"5sM3rxLbaisWfWWNXvzpDBskEtdkxxXtrJAnYsXOgBRMldgqbaqxRAjg7Vo92QaGiAIEe2X7uh+zJqg8",
+	"diWFHL3SX2KhtFyqwS2degbvAM9fu8FQ2317tcKcDazT0mAUYmabuw9+qzn7NidabB2FvCkRAbQesljH",
+	"YIee9PlMYEM1BKhFbK5MIunAb9Aca7XD2qnvUfRQDTz/mnJIs8/6yLbuxOOtC6L1BrabLkIBSIjN2y1O",
+	"1o/b8JRHabRLGhnaCn2HlsLuPS0oGFu3I6Cw0XF4S3TBpWHzIhaVy7BU1hDb7KJaBR0/opG24ALH0CVR",
+	"LKQrRKoNeaCa5Ixi8IZqsijT9easfS/3KsP0G4UXDYM+shn7vJMjGqHZHOf46Kfr7Y50tL0AV/W9t7FD",
+	"B5W7scTHIEhjW+XdYZCgD/kjO+seCKnmTz5IKOR91Zmm1rq5qgqpWAS2nNmcuBULE/XgunXU1qBqQV1z",
+	"qZn+vahom5T5BBXqpGsHG1cOA1qs5YmJ65tu7uc66K4ON055oXQwMYUkLr0kiUXu+XfWdVzXab2JcizM",
+	"nB1j6YMWbEPLwvOzKv0Eeb4f2rBes3OHYoA2v54sWo858b3QE1v2s8nBH6Qx0B1aAh0fmMkFQwUe2wId",
+	"si1QF6fdevuS3Y67TaVr1+gR7BVvcn+6es1cXyMqXFa37+iFrQBc+VC1l0Gjk83T0L+Am602g2crpTxq",
+	"A93qHDbI5GF8beYgdxtADT2F7jf9uraxNl3mb4wtAz3GTIjAsrLPGr0/wAicnnBaXWhsIq4UU7EIr2ma",
+	"tWL9+8q2Wamyq2uj/PBOEynIV475hLpGZDwnSzMuJ8KEOpyugYtYV1DWOo/OzQol7TkZsdjOwbZrDy5B",
+	"IxY17WFtrGrF7lC/Ciok+1MsU8HZRxFAFWVkxtKcOlA28MX77j11u45TTw///F3xwMfOU3fpPLWhXtz4",
+	"Lxp8nOhkHsqCM6FZhvN6AHmR70VV+a+d2gkP9N0zrafh6rjX4D3d3oSemB70EblkS40PhHenml/wnOvV",
+	"iLzIseVNLLC9W+KaBWCHesyGqIYYVOldUhBVpilT4fZs063NLf7iiI/mhIlsKbkA0p039BUaBOvJpWp6",
+	"X0azIXqfrKwyjvSdQzxI/yKX6SUXM5fPYGcY4DgEHG9wWo0oMFz3dMNtaj2q4TadyLz5dPP/AgAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -1,6 +1,7 @@
 // Package app wires line's services together: the same code runs each one
 // as its own process (cmd/ingest, cmd/scheduler, cmd/projector) or all of
-// them in one process on an embedded broker (line dev).
+// them in one process on an embedded broker (line dev, where ingest's
+// commands and the projector's queries share one HTTP server).
 package app
 
 import (
@@ -9,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 
 	"github.com/line-sched/line/bootstrap"
 	"github.com/line-sched/line/broker"
 	"github.com/line-sched/line/config"
 	"github.com/line-sched/line/httpapi"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/projections"
 	"github.com/line-sched/line/schedloop"
 )
 
@@ -75,9 +78,69 @@ func Dev(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(De
 		ready(DevAddrs{Kafka: brokers, HTTP: ln.Addr().String()})
 	}
 	return runAll(ctx,
-		func(ctx context.Context) error { return Ingest(ctx, cfg, brokers, ln, log) },
+		func(ctx context.Context) error { return devAPI(ctx, cfg, brokers, ln, log) },
 		func(ctx context.Context) error { return Scheduler(ctx, cfg, brokers, log) },
 	)
+}
+
+// devAPI serves line dev's HTTP API on ln: ingest's commands and the
+// projector's queries on one echo server. The views live in
+// <DataDir>/views; views that cannot be resumed against the log are
+// rebuilt.
+func devAPI(ctx context.Context, cfg config.Config, brokers []string, ln net.Listener, log *slog.Logger) error {
+	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
+		return err
+	}
+	svc, err := ingest.New(ctx, ingest.Options{Config: cfg, Brokers: brokers, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	proj, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: brokers,
+		Dir: filepath.Join(cfg.DataDir, "views"), RebuildIfStale: true, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer proj.Close()
+	e, err := httpapi.New(httpapi.Options{Ingest: svc, Queries: proj, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("HTTP API ready (commands and queries)", "addr", "http://"+ln.Addr().String())
+	return runAll(ctx, proj.Run, func(ctx context.Context) error { return httpapi.Serve(ctx, e, ln) })
+}
+
+// ProjectorOptions configure the projector service.
+type ProjectorOptions struct {
+	// Dir holds the views; empty means cfg.ViewsDir() (LINE_VIEW_DIR).
+	Dir string
+	// Rebuild wipes the views and rebuilds them from offset 0.
+	Rebuild bool
+}
+
+// Projector runs the projector until ctx is done: it folds the events
+// topic (every partition) into its views in Pebble and serves the queries
+// on ln (commands get 404 there: they go to ingest).
+func Projector(ctx context.Context, cfg config.Config, brokers []string, ln net.Listener, log *slog.Logger, opts ProjectorOptions) error {
+	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
+		return err
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = cfg.ViewsDir()
+	}
+	proj, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: brokers, Dir: dir,
+		Rebuild: opts.Rebuild, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer proj.Close()
+	e, err := httpapi.New(httpapi.Options{Queries: proj, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("query API ready", "addr", "http://"+ln.Addr().String(), "views", dir)
+	return runAll(ctx, proj.Run, func(ctx context.Context) error { return httpapi.Serve(ctx, e, ln) })
 }
 
 // runAll runs every service until ctx is done or one of them fails; then it

@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,10 @@ type Config struct {
 	// DataDir is where line dev keeps the embedded broker's log and the
 	// views (LINE_DATA_DIR, default ./.line).
 	DataDir string
+	// ViewDir is where the projector keeps its views (Pebble)
+	// (LINE_VIEW_DIR; empty means <DataDir>/views, see ViewsDir). line dev
+	// always uses <DataDir>/views.
+	ViewDir string
 	// DevKafkaAddr is where the embedded broker listens
 	// (LINE_DEV_KAFKA_ADDR, default 127.0.0.1:9092).
 	DevKafkaAddr string
@@ -126,6 +131,7 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 	}
 	str("LINE_DEPLOYMENT", &c.Deployment)
 	str("LINE_DATA_DIR", &c.DataDir)
+	str("LINE_VIEW_DIR", &c.ViewDir)
 	str("LINE_DEV_KAFKA_ADDR", &c.DevKafkaAddr)
 	str("LINE_HTTP_ADDR", &c.HTTPAddr)
 	if v, ok := lookup("LINE_KAFKA_BROKERS"); ok {
@@ -161,6 +167,15 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 		return c, fmt.Errorf("invalid configuration: %w", err)
 	}
 	return c, nil
+}
+
+// ViewsDir is the projector's directory: ViewDir, or <DataDir>/views
+// when it is empty.
+func (c Config) ViewsDir() string {
+	if c.ViewDir != "" {
+		return c.ViewDir
+	}
+	return filepath.Join(c.DataDir, "views")
 }
 
 // defaultSchedulerID is the host name, made safe for a transactional id.

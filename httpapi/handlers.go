@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,11 +12,15 @@ import (
 	"github.com/line-sched/line/api"
 	"github.com/line-sched/line/events"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/projections"
 )
 
-// handlers implements api.ServerInterface on top of ingest.
+// handlers implements api.ServerInterface: the commands on top of ingest,
+// the queries (queries.go) on top of the projector's views.
 type handlers struct {
 	svc *ingest.Service
+	// views answers the queries; nil when this server does not serve them.
+	views *projections.Projector
 }
 
 var _ api.ServerInterface = (*handlers)(nil)
@@ -31,6 +36,11 @@ func bind(c echo.Context, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return apiError(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this route: "+err.Error())
+	}
+	// One JSON value, nothing after it: the validator checks the first
+	// value only, and a second one would be silently dropped.
+	if _, err := dec.Token(); err != io.EOF {
+		return apiError(http.StatusBadRequest, "invalid_json", "the request body holds data after its JSON value; send exactly one JSON object")
 	}
 	return nil
 }
@@ -52,10 +62,18 @@ func derefSlice[T any](p *[]T) []T {
 
 // GetHealth answers 200 when the broker answers, 503 otherwise.
 func (h *handlers) GetHealth(c echo.Context) error {
+	if h.svc == nil {
+		return h.viewsHealth(c)
+	}
 	hs := h.svc.Health(c.Request().Context())
 	out := api.Health{Status: api.HealthStatusOk, Kafka: "ok", Applied: map[string]string{}}
+	// The spec's applied is the offset of the last event applied (a
+	// position is applied once applied >= its offset); the view counts
+	// the next offset to apply.
 	for _, p := range ingest.SortedPartitions(hs.Applied) {
-		out.Applied[strconv.Itoa(int(p))] = strconv.FormatInt(hs.Applied[p], 10)
+		if next := hs.Applied[p]; next > 0 {
+			out.Applied[strconv.Itoa(int(p))] = strconv.FormatInt(next-1, 10)
+		}
 	}
 	if !hs.Ready {
 		out.Status, out.Kafka = api.HealthStatusStarting, "unreachable"

@@ -24,6 +24,7 @@ import (
 
 	"github.com/line-sched/line/api"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/projections"
 )
 
 // Body limits: 1 MiB for a command, 16 MiB for a batch of evals.
@@ -34,14 +35,19 @@ const (
 
 // Options configure the HTTP server.
 type Options struct {
-	// Ingest handles commands.
+	// Ingest handles commands; nil for a server that only answers queries
+	// (commands then get 404 no_such_route).
 	Ingest *ingest.Service
+	// Queries answers the queries from the projector's views; nil for a
+	// server that does not serve them (queries then get 404
+	// no_such_route).
+	Queries *projections.Projector
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// New returns an echo server with the whole API registered. Extra routes
-// (queries, added by other issues) may be registered on it afterwards.
+// New returns an echo server with the whole API registered: the commands
+// (served by opts.Ingest) and the queries (served by opts.Queries).
 func New(opts Options) (*echo.Echo, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -55,8 +61,11 @@ func New(opts Options) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(opts.Logger)
 	e.Use(limitBody)
+	if opts.Ingest == nil {
+		e.Use(queriesOnly)
+	}
 	e.Use(validator(spec))
-	api.RegisterHandlers(e, &handlers{svc: opts.Ingest})
+	api.RegisterHandlers(e, &handlers{svc: opts.Ingest, views: opts.Queries})
 	return e, nil
 }
 

@@ -1,0 +1,49 @@
+// Package projections materializes the fold of the events topic in Pebble,
+// for queries.
+//
+// A Projector reads every partition of the events topic (a plain consumer,
+// read_committed, no group) and keeps the shared fold (state.State) in
+// memory: each record is applied with state.Apply, the only definition of
+// what an event means. After each poll it writes, in one Pebble batch, the
+// rows of the entities the poll's events touched, recomputed from the state
+// (one function per kind of row), with their secondary index entries, and
+// the offsets the batch reflects. The batch commits atomically, so the
+// views on disk are always the fold of a committed prefix of the log, and
+// that prefix is the checkpoint stored beside them.
+//
+// On open, the projector reads the checkpoint and folds the log from
+// offset 0 into memory without writing anything below the checkpoint (the
+// fold is deterministic: the memory then equals the state the views were
+// written from); from the checkpoint on it writes again. A crash, even one
+// that abandons Pebble without closing it, thus loses nothing committed and
+// applies nothing twice. Rebuild wipes the views and starts from 0.
+//
+// # Key layout
+//
+// Ids are key segments separated by '/'; '%' and '/' inside an id (never
+// in a valid id) are percent-encoded, so keys sort by id. Values are JSON
+// (see PoolView, WorkerView, EvalView, AllocView, ReplicaView); index
+// entries have empty values.
+//
+//	meta/format                                      layout version of the rows
+//	meta/topic                                       the events topic the views fold
+//	meta/offset/<partition>                          checkpoint: next offset to apply (decimal)
+//	pool/<pool>                                      PoolView
+//	worker/<pool>/<worker>                           WorkerView
+//	eval/<pool>/<eval>                               EvalView
+//	alloc/<pool>/<alloc>                             AllocView
+//	replica/<pool>/<dataset>/<worker>                ReplicaView (replicas by dataset)
+//	idx/ttl/<pool>/<deadline>/alloc/<alloc>          TTL index: a running alloc's deadline
+//	idx/ttl/<pool>/<deadline>/worker/<worker>        TTL index: a worker's deadline
+//	idx/ttl/<pool>/<deadline>/replica/<worker>/<ds>  TTL index: a replica's deadline
+//	idx/free/<pool>/<free>/<worker>                  free-capacity index
+//	idx/evalstatus/<pool>/<status>/<eval>            evals by status
+//	idx/deadletter/<pool>/<eval>                     dead-lettered evals
+//
+// <deadline> is UTC with nanoseconds in a fixed width
+// (2006-01-02T15:04:05.000000000Z) and <free> is zero-padded to 20 digits,
+// so that byte order is deadline or capacity order.
+//
+// Every query reads one Pebble snapshot (Snapshot): its rows and its
+// checkpoint come from the same batch.
+package projections

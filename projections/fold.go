@@ -1,0 +1,263 @@
+package projections
+
+import (
+	"github.com/line-sched/line/events"
+	"github.com/line-sched/line/state"
+)
+
+// fold is the projector's memory: the shared fold (state.State, the only
+// definition of what an event means) and, per pool, counters of the events
+// that reached it. It never reads a clock and holds nothing but what the
+// log implies.
+type fold struct {
+	st   *state.State
+	meta map[string]poolMeta
+}
+
+func newFold() *fold { return &fold{st: state.New(), meta: make(map[string]poolMeta)} }
+
+type poolKeyID struct{ pool, id string }
+
+type replicaID struct{ pool, dataset, worker string }
+
+// touched names the rows that the events of a batch may have changed. The
+// rows are rewritten from the state after the batch: a row whose entity
+// is gone is deleted.
+type touched struct {
+	pools    map[string]struct{}
+	workers  map[poolKeyID]struct{}
+	evals    map[poolKeyID]struct{}
+	allocs   map[poolKeyID]struct{}
+	replicas map[replicaID]struct{}
+}
+
+func newTouched() *touched {
+	return &touched{pools: map[string]struct{}{}, workers: map[poolKeyID]struct{}{},
+		evals: map[poolKeyID]struct{}{}, allocs: map[poolKeyID]struct{}{}, replicas: map[replicaID]struct{}{}}
+}
+
+func (t *touched) empty() bool {
+	return len(t.pools)+len(t.workers)+len(t.evals)+len(t.allocs)+len(t.replicas) == 0
+}
+
+func (t *touched) worker(pool, id string) { t.workers[poolKeyID{pool, id}] = struct{}{} }
+func (t *touched) eval(pool, id string)   { t.evals[poolKeyID{pool, id}] = struct{}{} }
+func (t *touched) alloc(pool, id string)  { t.allocs[poolKeyID{pool, id}] = struct{}{} }
+func (t *touched) replica(pool, dataset, worker string) {
+	t.replicas[replicaID{pool, dataset, worker}] = struct{}{}
+}
+
+// apply folds one event. If t is not nil, it records there every row the
+// event may change. Rows are named from the event's data and, for the
+// entities an event removes or reaches through another (the alloc's eval
+// and worker, an expiring worker's replicas, everything of a deleted pool),
+// from the state before the event.
+func (f *fold) apply(e events.Envelope, pos events.Position, t *touched) error {
+	if t != nil {
+		f.touch(e, t)
+	}
+	err := f.st.Apply(e, pos)
+	if f.st.Pool(e.Pool) != nil {
+		m := f.meta[e.Pool]
+		m.events++
+		if err != nil {
+			m.rejected++
+		}
+		m.last = pos
+		f.meta[e.Pool] = m
+	}
+	return err
+}
+
+func (f *fold) touch(e events.Envelope, t *touched) {
+	pool := e.Pool
+	t.pools[pool] = struct{}{}
+	p := f.st.Pool(pool)
+	switch d := e.Data.(type) {
+	case events.PoolDeletedData:
+		if p == nil {
+			return
+		}
+		for _, w := range p.Workers() {
+			t.worker(pool, w.ID)
+			for ds := range w.Replicas {
+				t.replica(pool, ds, w.ID)
+			}
+		}
+		for _, ev := range p.Evals() {
+			t.eval(pool, ev.ID)
+		}
+		for _, a := range p.Allocs() {
+			t.alloc(pool, a.ID)
+		}
+	case events.WorkerRegisteredData:
+		t.worker(pool, d.WorkerID)
+		for _, ds := range d.Datasets {
+			t.replica(pool, ds, d.WorkerID)
+		}
+	case events.WorkerHeartbeatData:
+		t.worker(pool, d.WorkerID)
+		for _, ds := range d.Datasets {
+			t.replica(pool, ds, d.WorkerID)
+		}
+		for _, id := range d.Allocs {
+			t.alloc(pool, id)
+		}
+	case events.WorkerExpiredData:
+		t.worker(pool, d.WorkerID)
+		if p != nil {
+			if w := p.Worker(d.WorkerID); w != nil {
+				for ds := range w.Replicas {
+					t.replica(pool, ds, w.ID)
+				}
+			}
+		}
+	case events.ReplicaExpiredData:
+		t.worker(pool, d.WorkerID)
+		t.replica(pool, d.DatasetID, d.WorkerID)
+	case events.EvalSubmittedData:
+		t.eval(pool, d.EvalID)
+	case events.EvalRejectedData:
+		t.eval(pool, d.EvalID)
+	case events.EvalRequeuedData:
+		t.eval(pool, d.EvalID)
+	case events.EvalDeadLetteredData:
+		t.eval(pool, d.EvalID)
+	case events.AllocPlacedData:
+		t.alloc(pool, d.AllocID)
+		t.eval(pool, d.EvalID)
+		t.worker(pool, d.WorkerID)
+	case events.AllocCompletedData:
+		f.touchAlloc(p, pool, d.AllocID, t)
+	case events.AllocExpiredData:
+		f.touchAlloc(p, pool, d.AllocID, t)
+	}
+}
+
+// touchAlloc names an alloc, its eval and its worker.
+func (f *fold) touchAlloc(p *state.Pool, pool, id string, t *touched) {
+	t.alloc(pool, id)
+	if p == nil {
+		return
+	}
+	if a := p.Alloc(id); a != nil {
+		t.eval(pool, a.EvalID)
+		t.worker(pool, a.WorkerID)
+	}
+}
+
+// row is one row to write: its key, its JSON value (nil: the entity does
+// not exist, delete the row) and its secondary index entries.
+type row struct {
+	key   string
+	value []byte
+	index []string
+}
+
+// rows returns the rows named in t as the state now has them, sorted by
+// key (so that a batch is written in a deterministic order).
+func (f *fold) rows(t *touched) ([]row, error) {
+	var out []row
+	add := func(key string, v interface{ indexKeys() []string }, exists bool) error {
+		if !exists {
+			out = append(out, row{key: key})
+			return nil
+		}
+		b, err := marshal(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, row{key: key, value: b, index: v.indexKeys()})
+		return nil
+	}
+	for id := range t.pools {
+		p := f.st.Pool(id)
+		var v PoolView
+		if p != nil {
+			v = poolView(p, f.meta[id])
+		}
+		if err := add(poolKey(id), v, p != nil); err != nil {
+			return nil, err
+		}
+	}
+	for k := range t.workers {
+		var v WorkerView
+		w := f.worker(k.pool, k.id)
+		if w != nil {
+			v = workerView(k.pool, w)
+		}
+		if err := add(workerKey(k.pool, k.id), v, w != nil); err != nil {
+			return nil, err
+		}
+	}
+	for k := range t.evals {
+		var v EvalView
+		var e *state.Eval
+		if p := f.st.Pool(k.pool); p != nil {
+			e = p.Eval(k.id)
+		}
+		if e != nil {
+			v = evalView(k.pool, e)
+		}
+		if err := add(evalKey(k.pool, k.id), v, e != nil); err != nil {
+			return nil, err
+		}
+	}
+	for k := range t.allocs {
+		var v AllocView
+		var a *state.Alloc
+		if p := f.st.Pool(k.pool); p != nil {
+			a = p.Alloc(k.id)
+		}
+		if a != nil {
+			v = allocView(k.pool, a)
+		}
+		if err := add(allocKey(k.pool, k.id), v, a != nil); err != nil {
+			return nil, err
+		}
+	}
+	for k := range t.replicas {
+		var v ReplicaView
+		w := f.worker(k.pool, k.worker)
+		deadline, ok := time0, false
+		if w != nil {
+			deadline, ok = w.Replicas[k.dataset]
+		}
+		if ok {
+			v = replicaView(k.pool, k.dataset, w, deadline)
+		}
+		if err := add(replicaKey(k.pool, k.dataset, k.worker), v, ok); err != nil {
+			return nil, err
+		}
+	}
+	sortRows(out)
+	return out, nil
+}
+
+func (f *fold) worker(pool, id string) *state.Worker {
+	if p := f.st.Pool(pool); p != nil {
+		return p.Worker(id)
+	}
+	return nil
+}
+
+// all names every row of every pool: a full materialization.
+func (f *fold) all() *touched {
+	t := newTouched()
+	for _, p := range f.st.Pools() {
+		t.pools[p.ID] = struct{}{}
+		for _, w := range p.Workers() {
+			t.worker(p.ID, w.ID)
+			for ds := range w.Replicas {
+				t.replica(p.ID, ds, w.ID)
+			}
+		}
+		for _, e := range p.Evals() {
+			t.eval(p.ID, e.ID)
+		}
+		for _, a := range p.Allocs() {
+			t.alloc(p.ID, a.ID)
+		}
+	}
+	return t
+}

@@ -1,0 +1,780 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/line-sched/line/broker"
+	"github.com/line-sched/line/config"
+	"github.com/line-sched/line/events"
+)
+
+// Options configure a Projector.
+type Options struct {
+	// Config names the events topic (Config.Topics).
+	Config config.Config
+	// Brokers to connect to.
+	Brokers []string
+	// Dir is the Pebble directory of the views; created if missing.
+	Dir string
+	// Rebuild wipes the views first: they are rebuilt from offset 0.
+	Rebuild bool
+	// RebuildIfStale rebuilds views that cannot be resumed (another
+	// layout, another topic, or ahead of the log) instead of failing.
+	// line dev sets it: its views are derived data next to its log.
+	RebuildIfStale bool
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxBatchRecords caps the records one Pebble batch reflects; default
+	// 10,000.
+	MaxBatchRecords int
+	// NoSync commits batches without waiting for the disk. A crash of the
+	// machine (not of the process) may then lose the latest batches; the
+	// view stays a fold of a committed prefix and resumes from there.
+	NoSync bool
+	// OnCommit, if set, is called on the projector's goroutine after each
+	// batch is committed (tests, metrics). It must not block for long.
+	OnCommit func(Commit)
+	// ClientOpts are extra franz-go options.
+	ClientOpts []kgo.Opt
+}
+
+// Commit describes one committed batch.
+type Commit struct {
+	// From is, per partition the batch wrote, the first offset it
+	// reflects; To is the new checkpoint (the next offset to apply).
+	From, To map[int32]int64
+	// Records counts the records (events, undecodable records and
+	// transaction markers) the batch reflects.
+	Records int
+	// Rows counts the rows written or deleted, index entries excluded.
+	Rows int
+}
+
+// Stats are counters of a projector since it was opened.
+type Stats struct {
+	// Replayed counts records folded into memory only, because the view
+	// already reflected them (below the checkpoint found at open).
+	Replayed int64
+	// Applied counts records applied and written.
+	Applied int64
+	// Rejected counts events that did not apply (the fold left the state
+	// unchanged).
+	Rejected int64
+	// Poison counts records that could not be decoded (skipped).
+	Poison int64
+	// Batches counts committed batches.
+	Batches int64
+}
+
+// ErrStopped is returned by waits once the projector stopped.
+var ErrStopped = errors.New("projections: the projector stopped")
+
+// Projector folds the events topic into views stored in Pebble.
+type Projector struct {
+	opts   Options
+	topic  string
+	log    *slog.Logger
+	db     *pebble.DB
+	cl     *kgo.Client
+	adm    *kadm.Client
+	nparts int32
+	wopts  *pebble.WriteOptions
+
+	// Owned by Run's goroutine.
+	f    *fold
+	next map[int32]int64 // next offset folded into memory
+	// resumed is the checkpoint found at open: records below it are
+	// already in the view and are folded into memory only.
+	resumed map[int32]int64
+
+	mu       sync.RWMutex
+	ckpt     map[int32]int64 // next offset the view reflects, as committed
+	changed  chan struct{}   // closed and replaced when ckpt advances
+	stats    Stats
+	caughtUp bool
+
+	// rmu guards closing; readers counts open snapshots, which Close
+	// waits for before it closes Pebble.
+	rmu     sync.RWMutex
+	closing bool
+	readers sync.WaitGroup
+
+	started   atomic.Bool
+	quit      chan struct{} // closed by Close
+	done      chan struct{} // closed when Run returns
+	stopped   chan struct{} // closed when Run returns or Close is called
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the views in opts.Dir, checks them against the
+// log and connects to Kafka. Run starts folding.
+func Open(ctx context.Context, opts Options) (*Projector, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBatchRecords <= 0 {
+		opts.MaxBatchRecords = 10000
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("projections: no directory for the views (LINE_VIEW_DIR)")
+	}
+	p := &Projector{
+		opts:    opts,
+		topic:   opts.Config.Topics.Events(),
+		log:     opts.Logger.With("component", "projector"),
+		wopts:   pebble.Sync,
+		f:       newFold(),
+		next:    make(map[int32]int64),
+		resumed: make(map[int32]int64),
+		ckpt:    make(map[int32]int64),
+		changed: make(chan struct{}),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if opts.NoSync {
+		p.wopts = pebble.NoSync
+	}
+	db, err := pebble.Open(opts.Dir, &pebble.Options{Logger: pebbleLogger{p.log}})
+	if err != nil {
+		return nil, fmt.Errorf("projections: open the views in %s: %w", opts.Dir, err)
+	}
+	p.db = db
+	if opts.Rebuild {
+		if err := p.wipe(); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	if err := p.openViews(); err != nil {
+		if !p.rebuildStale(err) {
+			_ = db.Close()
+			return nil, err
+		}
+		if err := p.openViews(); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	kopts := append([]kgo.Opt{
+		kgo.SeedBrokers(opts.Brokers...),
+		kgo.ConsumeTopics(p.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers advance the checkpoint: without them a
+		// partition whose last record is a marker never looks caught up.
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.MetadataMinAge(250 * time.Millisecond),
+	}, opts.ClientOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("projections: create consumer: %w", err)
+	}
+	p.cl, p.adm = cl, kadm.NewClient(cl)
+	if err := p.checkLog(ctx); err != nil {
+		if !p.rebuildStale(err) {
+			cl.Close()
+			_ = db.Close()
+			return nil, err
+		}
+		if err := p.openViews(); err != nil {
+			cl.Close()
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// staleError is views that cannot be resumed against this log.
+type staleError struct{ msg string }
+
+func (e *staleError) Error() string { return e.msg }
+
+func stale(format string, args ...any) error { return &staleError{msg: fmt.Sprintf(format, args...)} }
+
+// rebuildStale wipes stale views if the options allow it, and reports
+// whether it did.
+func (p *Projector) rebuildStale(err error) bool {
+	var se *staleError
+	if !p.opts.RebuildIfStale || !errors.As(err, &se) {
+		return false
+	}
+	p.log.Warn("the views cannot be resumed; rebuilding them from offset 0", "reason", err)
+	if werr := p.wipe(); werr != nil {
+		p.log.Error("wiping the stale views failed", "err", werr)
+		return false
+	}
+	clear(p.resumed)
+	clear(p.ckpt)
+	return true
+}
+
+// wipe deletes every key of the views.
+func (p *Projector) wipe() error {
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{0}, []byte{0xff}, nil); err != nil {
+		return fmt.Errorf("projections: wipe the views: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("projections: wipe the views: %w", err)
+	}
+	if err := p.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		p.log.Warn("compacting the wiped views failed; the space is reclaimed later", "err", err)
+	}
+	p.log.Info("views wiped; rebuilding from offset 0", "dir", p.opts.Dir)
+	return nil
+}
+
+// openViews checks the layout of the views (initializing empty ones) and
+// reads the checkpoint.
+func (p *Projector) openViews() error {
+	format, err := p.get(keyMetaFormat)
+	if err != nil {
+		return err
+	}
+	if format == nil {
+		empty, err := p.isEmpty()
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("projections: %s holds data that is not line's views; point LINE_VIEW_DIR elsewhere or run with --rebuild", p.opts.Dir)
+		}
+		b := p.db.NewBatch()
+		_ = b.Set([]byte(keyMetaFormat), []byte(layoutFormat), nil)
+		_ = b.Set([]byte(keyMetaTopic), []byte(p.topic), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("projections: initialize the views: %w", err)
+		}
+		return nil
+	}
+	if string(format) != layoutFormat {
+		return stale("projections: the views in %s have layout %q, this version writes %q: run with --rebuild", p.opts.Dir, format, layoutFormat)
+	}
+	topic, err := p.get(keyMetaTopic)
+	if err != nil {
+		return err
+	}
+	if string(topic) != p.topic {
+		return stale("projections: the views in %s are of topic %q, not %q: point LINE_VIEW_DIR elsewhere or run with --rebuild", p.opts.Dir, topic, p.topic)
+	}
+	offs, err := readOffsets(p.db)
+	if err != nil {
+		return err
+	}
+	for part, o := range offs {
+		p.resumed[part], p.ckpt[part] = o, o
+	}
+	return nil
+}
+
+func (p *Projector) get(key string) ([]byte, error) {
+	v, closer, err := p.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projections: read %s: %w", key, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+func (p *Projector) isEmpty() (bool, error) {
+	it, err := p.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
+}
+
+// reader is what Pebble reads from: the DB, a snapshot or a batch.
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// readOffsets reads the checkpoint: per partition, the next offset to apply.
+func readOffsets(r reader) (map[int32]int64, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixOffset), UpperBound: prefixEnd(prefixOffset)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := make(map[int32]int64)
+	for ok := it.First(); ok; ok = it.Next() {
+		part, err := strconv.ParseInt(strings.TrimPrefix(string(it.Key()), prefixOffset), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("projections: bad checkpoint key %q", it.Key())
+		}
+		off, err := strconv.ParseInt(string(it.Value()), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("projections: bad checkpoint %q of partition %d", it.Value(), part)
+		}
+		out[int32(part)] = off
+	}
+	return out, it.Error()
+}
+
+// checkLog waits for Kafka, reads the topic's partition count and refuses a
+// view that is ahead of the log (another cluster, or a recreated topic).
+func (p *Projector) checkLog(ctx context.Context) error {
+	if err := broker.WaitReady(ctx, p.cl); err != nil {
+		return fmt.Errorf("projections: %w", err)
+	}
+	topics, err := p.adm.ListTopics(ctx, p.topic)
+	if err == nil {
+		err = topics.Error()
+	}
+	if err != nil || len(topics[p.topic].Partitions) == 0 {
+		return fmt.Errorf("projections: events topic %s not found (run line dev, or create the topics first): %w", p.topic, err)
+	}
+	p.nparts = int32(len(topics[p.topic].Partitions))
+	ends, err := p.adm.ListCommittedOffsets(ctx, p.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("projections: list the end offsets of %s: %w", p.topic, err)
+	}
+	for part, next := range p.resumed {
+		end := int64(0)
+		if o, ok := ends.Lookup(p.topic, part); ok {
+			end = o.Offset
+		}
+		if next > end {
+			return stale("projections: the views in %s reflect partition %d up to offset %d but the log ends at %d: they belong to another log; run with --rebuild",
+				p.opts.Dir, part, next, end)
+		}
+	}
+	return nil
+}
+
+// Partitions is the partition count of the events topic.
+func (p *Projector) Partitions() int32 { return p.nparts }
+
+// Topic is the events topic.
+func (p *Projector) Topic() string { return p.topic }
+
+// Resumed returns the checkpoint found at open: per partition, the offset
+// from which the projector writes (records below it are only folded into
+// memory). It is empty after a rebuild.
+func (p *Projector) Resumed() map[int32]int64 { return clone(p.resumed) }
+
+// Run folds the events topic into the views until ctx is done or Close is
+// called. It returns nil then, or the error that stopped it (the views
+// could not be written). Call it once.
+func (p *Projector) Run(ctx context.Context) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("projections: Run called twice")
+	}
+	defer close(p.done)
+	defer p.stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go p.watchCatchUp(ctx)
+	p.log.Info("projector running", "topic", p.topic, "dir", p.opts.Dir, "resumed", p.resumed)
+	for {
+		fs := p.cl.PollRecords(ctx, p.opts.MaxBatchRecords)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+			}
+		})
+		if err := p.apply(fs); err != nil {
+			p.log.Error("projector stopped: cannot write the views", "err", err)
+			return err
+		}
+	}
+}
+
+// watchCatchUp records when the view first caught up with the log as it was
+// when Run started (for health checks).
+func (p *Projector) watchCatchUp(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := p.CatchUp(ctx); err == nil {
+			p.mu.Lock()
+			p.caughtUp = true
+			p.mu.Unlock()
+			p.log.Info("views caught up with the log", "applied", p.Applied())
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// apply folds one poll's records and writes what they changed, with the
+// new checkpoint, in one batch.
+func (p *Projector) apply(fs kgo.Fetches) error {
+	t := newTouched()
+	from := make(map[int32]int64)
+	var st Stats
+	records := 0
+	fs.EachRecord(func(r *kgo.Record) {
+		if r.Topic != p.topic || r.Offset < p.next[r.Partition] {
+			return
+		}
+		part := r.Partition
+		p.next[part] = r.Offset + 1
+		write := r.Offset >= p.resumed[part]
+		if write {
+			records++
+			if _, ok := from[part]; !ok {
+				from[part] = r.Offset
+			}
+		}
+		if r.Attrs.IsControl() {
+			return
+		}
+		pos := events.Position{Partition: part, Offset: r.Offset}
+		e, err := events.FromRecord(r)
+		if err != nil {
+			st.Poison++
+			p.log.Warn("skipping undecodable record", "position", pos.String(), "err", err)
+			return
+		}
+		var tt *touched
+		if write {
+			tt = t
+			st.Applied++
+		} else {
+			st.Replayed++
+		}
+		if err := p.f.apply(e, pos, tt); err != nil {
+			st.Rejected++
+		}
+	})
+	p.mu.Lock()
+	p.stats.Replayed += st.Replayed
+	p.stats.Applied += st.Applied
+	p.stats.Rejected += st.Rejected
+	p.stats.Poison += st.Poison
+	p.mu.Unlock()
+	if len(from) == 0 {
+		return nil
+	}
+	rows, err := p.f.rows(t)
+	if err != nil {
+		return err
+	}
+	b := p.db.NewIndexedBatch()
+	defer b.Close()
+	n := 0
+	for _, r := range rows {
+		changed, err := writeRow(b, r)
+		if err != nil {
+			return err
+		}
+		if changed {
+			n++
+		}
+	}
+	to := make(map[int32]int64, len(from))
+	for part := range from {
+		to[part] = p.next[part]
+		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(p.next[part], 10)), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(p.wopts); err != nil {
+		return fmt.Errorf("commit a batch of the views: %w", err)
+	}
+	p.mu.Lock()
+	for part, o := range to {
+		p.ckpt[part] = o
+	}
+	p.stats.Batches++
+	ch := p.changed
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	close(ch)
+	if p.opts.OnCommit != nil {
+		p.opts.OnCommit(Commit{From: from, To: to, Records: records, Rows: n})
+	}
+	return nil
+}
+
+// writeRow writes one row and its index entries in b, after deleting the
+// index entries of the row it replaces (read from b: an indexed batch sees
+// its own writes). It reports whether anything changed.
+func writeRow(b *pebble.Batch, r row) (bool, error) {
+	key := []byte(r.key)
+	old, err := getCopy(b, key)
+	if err != nil {
+		return false, err
+	}
+	if old != nil && r.value != nil && bytes.Equal(old, r.value) {
+		return false, nil
+	}
+	if old == nil && r.value == nil {
+		return false, nil
+	}
+	if old != nil {
+		idx, err := indexKeysOf(r.key, old)
+		if err != nil {
+			return false, err
+		}
+		for _, k := range idx {
+			if err := b.Delete([]byte(k), nil); err != nil {
+				return false, err
+			}
+		}
+	}
+	if r.value == nil {
+		return true, b.Delete(key, nil)
+	}
+	if err := b.Set(key, r.value, nil); err != nil {
+		return false, err
+	}
+	for _, k := range r.index {
+		if err := b.Set([]byte(k), nil, nil); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func getCopy(r reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// indexKeysOf returns the index entries of a stored row.
+func indexKeysOf(key string, value []byte) ([]string, error) {
+	var v interface{ indexKeys() []string }
+	switch {
+	case strings.HasPrefix(key, prefixPool):
+		v = &PoolView{}
+	case strings.HasPrefix(key, prefixWorker):
+		v = &WorkerView{}
+	case strings.HasPrefix(key, prefixEval):
+		v = &EvalView{}
+	case strings.HasPrefix(key, prefixAlloc):
+		v = &AllocView{}
+	case strings.HasPrefix(key, prefixReplica):
+		v = &ReplicaView{}
+	default:
+		return nil, fmt.Errorf("projections: no row kind for key %q", key)
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return nil, fmt.Errorf("projections: decode row %q: %w", key, err)
+	}
+	return v.indexKeys(), nil
+}
+
+// Applied returns, per partition, the next offset the view will apply:
+// every record below it is reflected in the views on disk.
+func (p *Projector) Applied() map[int32]int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return clone(p.ckpt)
+}
+
+// Stats returns the counters.
+func (p *Projector) Stats() Stats {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.stats
+}
+
+// CaughtUp reports whether the view has once reached the end of the log as
+// it was when Run started.
+func (p *Projector) CaughtUp() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.caughtUp
+}
+
+// WaitApplied waits until the view reflects the record at pos.
+func (p *Projector) WaitApplied(ctx context.Context, pos events.Position) error {
+	return p.waitFor(ctx, map[int32]int64{pos.Partition: pos.Offset + 1})
+}
+
+// CatchUp waits until the view reflects everything committed on the events
+// topic when it is called.
+func (p *Projector) CatchUp(ctx context.Context) error {
+	ends, err := p.adm.ListCommittedOffsets(ctx, p.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("projections: list the end offsets of %s: %w", p.topic, err)
+	}
+	want := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	return p.waitFor(ctx, want)
+}
+
+func (p *Projector) waitFor(ctx context.Context, want map[int32]int64) error {
+	for {
+		p.mu.RLock()
+		ok := true
+		for part, o := range want {
+			if p.ckpt[part] < o {
+				ok = false
+				break
+			}
+		}
+		ch := p.changed
+		p.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.stopped:
+			return ErrStopped
+		case <-ch:
+		}
+	}
+}
+
+// Ping checks that Kafka answers.
+func (p *Projector) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
+
+// Done is closed once the projector stops (Run returned or Close was
+// called): long-lived readers, such as event streams, end then.
+func (p *Projector) Done() <-chan struct{} { return p.stopped }
+
+func (p *Projector) stop() { p.stopOnce.Do(func() { close(p.stopped) }) }
+
+// Close stops Run (if it runs), then closes the Kafka client and the views.
+// Nothing is lost: every committed batch is on disk.
+func (p *Projector) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.quit)
+		p.stop()
+		if p.started.Load() {
+			<-p.done
+		}
+		p.cl.Close()
+		p.rmu.Lock()
+		p.closing = true
+		p.rmu.Unlock()
+		p.readers.Wait()
+		p.closeErr = p.db.Close()
+	})
+	return p.closeErr
+}
+
+// Dump returns every row of the views (index entries included, checkpoint
+// and layout excluded) as "key<TAB>value" lines in key order: two views
+// are equal when their dumps are. For tests.
+func (p *Projector) Dump() ([]byte, error) {
+	s, err := p.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	it, err := s.s.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var buf bytes.Buffer
+	for ok := it.First(); ok; ok = it.Next() {
+		if bytes.HasPrefix(it.Key(), []byte(prefixMeta)) {
+			continue
+		}
+		buf.Write(it.Key())
+		buf.WriteByte('\t')
+		buf.Write(it.Value())
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes(), it.Error()
+}
+
+func clone(m map[int32]int64) map[int32]int64 {
+	out := make(map[int32]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// FormatIndex formats applied offsets (next offset per partition) as the
+// X-Line-Index header does: "partition:offset" of the last record applied,
+// sorted by partition, partitions with nothing applied left out.
+func FormatIndex(next map[int32]int64) string {
+	parts := make([]int32, 0, len(next))
+	for part, o := range next {
+		if o > 0 {
+			parts = append(parts, part)
+		}
+	}
+	slices.Sort(parts)
+	var b strings.Builder
+	for i, part := range parts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(events.Position{Partition: part, Offset: next[part] - 1}.String())
+	}
+	return b.String()
+}
+
+// pebbleLogger sends Pebble's messages to slog: information at debug
+// level, errors as warnings.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}

@@ -1,0 +1,5 @@
+package projections
+
+import "github.com/cockroachdb/pebble/v2"
+
+var _ = pebble.Open
