@@ -1765,8 +1765,9 @@ type ClientInterface interface {
 	// that the pool already knows answers `200 OK` with `duplicate: true`
 	// and does not queue the eval again.
 	// Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-	// if the pool is disbanded and with `413 Payload Too Large` if the
-	// request (or `payload`) exceeds the server's size limit.
+	// if the pool is disbanded, with `400 Bad Request` if `payload` is
+	// larger than 64 KiB and with `413 Payload Too Large` if the request
+	// body exceeds 1 MiB.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1781,8 +1782,9 @@ type ClientInterface interface {
 	// that the pool already knows answers `200 OK` with `duplicate: true`
 	// and does not queue the eval again.
 	// Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-	// if the pool is disbanded and with `413 Payload Too Large` if the
-	// request (or `payload`) exceeds the server's size limit.
+	// if the pool is disbanded, with `400 Bad Request` if `payload` is
+	// larger than 64 KiB and with `413 Payload Too Large` if the request
+	// body exceeds 1 MiB.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1798,7 +1800,7 @@ type ClientInterface interface {
 	// the pool already knows are reported with `duplicate: true`. Fails
 	// with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 	// pool is disbanded and with `413 Payload Too Large` if the request
-	// exceeds the server's size limit.
+	// body exceeds 16 MiB.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1814,7 +1816,7 @@ type ClientInterface interface {
 	// the pool already knows are reported with `duplicate: true`. Fails
 	// with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 	// pool is disbanded and with `413 Payload Too Large` if the request
-	// exceeds the server's size limit.
+	// body exceeds 16 MiB.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1902,11 +1904,14 @@ type ClientInterface interface {
 	//
 	// Keeps a worker alive and extends its deadline; a worker that misses
 	// its deadline is considered lost. `allocs` lists the allocs the
-	// worker is currently running. `datasets`, when present, replaces the
-	// set of datasets the worker holds locally. Fails with `404 Not Found`
-	// for an unknown pool or worker and with `409 Conflict` if the pool is
-	// disbanded or the worker can no longer send heartbeats (for example,
-	// it was declared lost).
+	// worker is currently running: their deadlines move too. Each dataset
+	// in `datasets` is kept (or added) as a replica on the worker with a
+	// new deadline; a dataset no longer reported expires after the
+	// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+	// that running allocs can finish. Fails with `404 Not Found` for an
+	// unknown pool or for a worker that is not registered (for example,
+	// it expired: register it again) and with `409 Conflict` once the pool
+	// is deleted.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1917,11 +1922,14 @@ type ClientInterface interface {
 	//
 	// Keeps a worker alive and extends its deadline; a worker that misses
 	// its deadline is considered lost. `allocs` lists the allocs the
-	// worker is currently running. `datasets`, when present, replaces the
-	// set of datasets the worker holds locally. Fails with `404 Not Found`
-	// for an unknown pool or worker and with `409 Conflict` if the pool is
-	// disbanded or the worker can no longer send heartbeats (for example,
-	// it was declared lost).
+	// worker is currently running: their deadlines move too. Each dataset
+	// in `datasets` is kept (or added) as a replica on the worker with a
+	// new deadline; a dataset no longer reported expires after the
+	// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+	// that running allocs can finish. Fails with `404 Not Found` for an
+	// unknown pool or for a worker that is not registered (for example,
+	// it expired: register it again) and with `409 Conflict` once the pool
+	// is deleted.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2422,8 +2430,9 @@ func (c *Client) ListEvals(ctx context.Context, pool PoolPath, params *ListEvals
 // that the pool already knows answers `200 OK` with `duplicate: true`
 // and does not queue the eval again.
 // Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-// if the pool is disbanded and with `413 Payload Too Large` if the
-// request (or `payload`) exceeds the server's size limit.
+// if the pool is disbanded, with `400 Bad Request` if `payload` is
+// larger than 64 KiB and with `413 Payload Too Large` if the request
+// body exceeds 1 MiB.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2448,8 +2457,9 @@ func (c *Client) SubmitEvalWithBody(ctx context.Context, pool PoolPath, contentT
 // that the pool already knows answers `200 OK` with `duplicate: true`
 // and does not queue the eval again.
 // Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-// if the pool is disbanded and with `413 Payload Too Large` if the
-// request (or `payload`) exceeds the server's size limit.
+// if the pool is disbanded, with `400 Bad Request` if `payload` is
+// larger than 64 KiB and with `413 Payload Too Large` if the request
+// body exceeds 1 MiB.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2475,7 +2485,7 @@ func (c *Client) SubmitEval(ctx context.Context, pool PoolPath, body SubmitEvalJ
 // the pool already knows are reported with `duplicate: true`. Fails
 // with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 // pool is disbanded and with `413 Payload Too Large` if the request
-// exceeds the server's size limit.
+// body exceeds 16 MiB.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2501,7 +2511,7 @@ func (c *Client) SubmitEvalBatchWithBody(ctx context.Context, pool PoolPath, con
 // the pool already knows are reported with `duplicate: true`. Fails
 // with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 // pool is disbanded and with `413 Payload Too Large` if the request
-// exceeds the server's size limit.
+// body exceeds 16 MiB.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2659,11 +2669,14 @@ func (c *Client) GetWorker(ctx context.Context, pool PoolPath, worker WorkerPath
 //
 // Keeps a worker alive and extends its deadline; a worker that misses
 // its deadline is considered lost. `allocs` lists the allocs the
-// worker is currently running. `datasets`, when present, replaces the
-// set of datasets the worker holds locally. Fails with `404 Not Found`
-// for an unknown pool or worker and with `409 Conflict` if the pool is
-// disbanded or the worker can no longer send heartbeats (for example,
-// it was declared lost).
+// worker is currently running: their deadlines move too. Each dataset
+// in `datasets` is kept (or added) as a replica on the worker with a
+// new deadline; a dataset no longer reported expires after the
+// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+// that running allocs can finish. Fails with `404 Not Found` for an
+// unknown pool or for a worker that is not registered (for example,
+// it expired: register it again) and with `409 Conflict` once the pool
+// is deleted.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2684,11 +2697,14 @@ func (c *Client) HeartbeatWithBody(ctx context.Context, pool PoolPath, worker Wo
 //
 // Keeps a worker alive and extends its deadline; a worker that misses
 // its deadline is considered lost. `allocs` lists the allocs the
-// worker is currently running. `datasets`, when present, replaces the
-// set of datasets the worker holds locally. Fails with `404 Not Found`
-// for an unknown pool or worker and with `409 Conflict` if the pool is
-// disbanded or the worker can no longer send heartbeats (for example,
-// it was declared lost).
+// worker is currently running: their deadlines move too. Each dataset
+// in `datasets` is kept (or added) as a replica on the worker with a
+// new deadline; a dataset no longer reported expires after the
+// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+// that running allocs can finish. Fails with `404 Not Found` for an
+// unknown pool or for a worker that is not registered (for example,
+// it expired: register it again) and with `409 Conflict` once the pool
+// is deleted.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4535,8 +4551,9 @@ type ClientWithResponsesInterface interface {
 	// that the pool already knows answers `200 OK` with `duplicate: true`
 	// and does not queue the eval again.
 	// Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-	// if the pool is disbanded and with `413 Payload Too Large` if the
-	// request (or `payload`) exceeds the server's size limit.
+	// if the pool is disbanded, with `400 Bad Request` if `payload` is
+	// larger than 64 KiB and with `413 Payload Too Large` if the request
+	// body exceeds 1 MiB.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4551,8 +4568,9 @@ type ClientWithResponsesInterface interface {
 	// that the pool already knows answers `200 OK` with `duplicate: true`
 	// and does not queue the eval again.
 	// Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-	// if the pool is disbanded and with `413 Payload Too Large` if the
-	// request (or `payload`) exceeds the server's size limit.
+	// if the pool is disbanded, with `400 Bad Request` if `payload` is
+	// larger than 64 KiB and with `413 Payload Too Large` if the request
+	// body exceeds 1 MiB.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4568,7 +4586,7 @@ type ClientWithResponsesInterface interface {
 	// the pool already knows are reported with `duplicate: true`. Fails
 	// with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 	// pool is disbanded and with `413 Payload Too Large` if the request
-	// exceeds the server's size limit.
+	// body exceeds 16 MiB.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4584,7 +4602,7 @@ type ClientWithResponsesInterface interface {
 	// the pool already knows are reported with `duplicate: true`. Fails
 	// with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 	// pool is disbanded and with `413 Payload Too Large` if the request
-	// exceeds the server's size limit.
+	// body exceeds 16 MiB.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4680,11 +4698,14 @@ type ClientWithResponsesInterface interface {
 	//
 	// Keeps a worker alive and extends its deadline; a worker that misses
 	// its deadline is considered lost. `allocs` lists the allocs the
-	// worker is currently running. `datasets`, when present, replaces the
-	// set of datasets the worker holds locally. Fails with `404 Not Found`
-	// for an unknown pool or worker and with `409 Conflict` if the pool is
-	// disbanded or the worker can no longer send heartbeats (for example,
-	// it was declared lost).
+	// worker is currently running: their deadlines move too. Each dataset
+	// in `datasets` is kept (or added) as a replica on the worker with a
+	// new deadline; a dataset no longer reported expires after the
+	// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+	// that running allocs can finish. Fails with `404 Not Found` for an
+	// unknown pool or for a worker that is not registered (for example,
+	// it expired: register it again) and with `409 Conflict` once the pool
+	// is deleted.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4695,11 +4716,14 @@ type ClientWithResponsesInterface interface {
 	//
 	// Keeps a worker alive and extends its deadline; a worker that misses
 	// its deadline is considered lost. `allocs` lists the allocs the
-	// worker is currently running. `datasets`, when present, replaces the
-	// set of datasets the worker holds locally. Fails with `404 Not Found`
-	// for an unknown pool or worker and with `409 Conflict` if the pool is
-	// disbanded or the worker can no longer send heartbeats (for example,
-	// it was declared lost).
+	// worker is currently running: their deadlines move too. Each dataset
+	// in `datasets` is kept (or added) as a replica on the worker with a
+	// new deadline; a dataset no longer reported expires after the
+	// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+	// that running allocs can finish. Fails with `404 Not Found` for an
+	// unknown pool or for a worker that is not registered (for example,
+	// it expired: register it again) and with `409 Conflict` once the pool
+	// is deleted.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7150,8 +7174,9 @@ func (c *ClientWithResponses) ListEvalsWithResponse(ctx context.Context, pool Po
 // that the pool already knows answers `200 OK` with `duplicate: true`
 // and does not queue the eval again.
 // Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-// if the pool is disbanded and with `413 Payload Too Large` if the
-// request (or `payload`) exceeds the server's size limit.
+// if the pool is disbanded, with `400 Bad Request` if `payload` is
+// larger than 64 KiB and with `413 Payload Too Large` if the request
+// body exceeds 1 MiB.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7172,8 +7197,9 @@ func (c *ClientWithResponses) SubmitEvalWithBodyWithResponse(ctx context.Context
 // that the pool already knows answers `200 OK` with `duplicate: true`
 // and does not queue the eval again.
 // Fails with `404 Not Found` for an unknown pool, with `409 Conflict`
-// if the pool is disbanded and with `413 Payload Too Large` if the
-// request (or `payload`) exceeds the server's size limit.
+// if the pool is disbanded, with `400 Bad Request` if `payload` is
+// larger than 64 KiB and with `413 Payload Too Large` if the request
+// body exceeds 1 MiB.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7195,7 +7221,7 @@ func (c *ClientWithResponses) SubmitEvalWithResponse(ctx context.Context, pool P
 // the pool already knows are reported with `duplicate: true`. Fails
 // with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 // pool is disbanded and with `413 Payload Too Large` if the request
-// exceeds the server's size limit.
+// body exceeds 16 MiB.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7217,7 +7243,7 @@ func (c *ClientWithResponses) SubmitEvalBatchWithBodyWithResponse(ctx context.Co
 // the pool already knows are reported with `duplicate: true`. Fails
 // with `404 Not Found` for an unknown pool, with `409 Conflict` if the
 // pool is disbanded and with `413 Payload Too Large` if the request
-// exceeds the server's size limit.
+// body exceeds 16 MiB.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7355,11 +7381,14 @@ func (c *ClientWithResponses) GetWorkerWithResponse(ctx context.Context, pool Po
 //
 // Keeps a worker alive and extends its deadline; a worker that misses
 // its deadline is considered lost. `allocs` lists the allocs the
-// worker is currently running. `datasets`, when present, replaces the
-// set of datasets the worker holds locally. Fails with `404 Not Found`
-// for an unknown pool or worker and with `409 Conflict` if the pool is
-// disbanded or the worker can no longer send heartbeats (for example,
-// it was declared lost).
+// worker is currently running: their deadlines move too. Each dataset
+// in `datasets` is kept (or added) as a replica on the worker with a
+// new deadline; a dataset no longer reported expires after the
+// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+// that running allocs can finish. Fails with `404 Not Found` for an
+// unknown pool or for a worker that is not registered (for example,
+// it expired: register it again) and with `409 Conflict` once the pool
+// is deleted.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7376,11 +7405,14 @@ func (c *ClientWithResponses) HeartbeatWithBodyWithResponse(ctx context.Context,
 //
 // Keeps a worker alive and extends its deadline; a worker that misses
 // its deadline is considered lost. `allocs` lists the allocs the
-// worker is currently running. `datasets`, when present, replaces the
-// set of datasets the worker holds locally. Fails with `404 Not Found`
-// for an unknown pool or worker and with `409 Conflict` if the pool is
-// disbanded or the worker can no longer send heartbeats (for example,
-// it was declared lost).
+// worker is currently running: their deadlines move too. Each dataset
+// in `datasets` is kept (or added) as a replica on the worker with a
+// new deadline; a dataset no longer reported expires after the
+// replica TTL. Heartbeats are accepted in a disbanded pool too, so
+// that running allocs can finish. Fails with `404 Not Found` for an
+// unknown pool or for a worker that is not registered (for example,
+// it expired: register it again) and with `409 Conflict` once the pool
+// is deleted.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10124,168 +10156,170 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tcttGtuCrdHGnKqQHpChbcSZUbW05tpPxHW/ia/mWtzbwFVpAk+wR2M2gG5I5jh7rvsB9sq1z+gMN",
-	"EiBBiZIzs/pjUyTQaJw+359feqlcLKVgQqve5EtvzmjGCvz4lgv2RmTsM/yRMZUWfKm5FL1J78OckaVU",
-	"HP5URM8ZueLsmlChrlnBxQy/+q1kxYrMqSJ0ucw5yyZkyYpYLGmh8c6IJP7zRE6niumEyCnenFOlScFS",
-	"WWTu9oikcrGgsVBsSQuq4RslC80ycrEifiXSZ6PZiCTjyfHT6HjyXTIYkXfuR0WuuZ7HQkg9h33apQkt",
-	"GMnZVBNZatKngrDFUq/IFc1LNiHrV6+YHox6UU+lc7agAB69WrLepKc0vH3v5ibqvWe6WL2YalZsgu/n",
-	"cnHBCnhVxVIpMkUoXEiu5zyd4+sX7LeSKU0WdEUu4E9dcJbVnzmVxYLq3qTHhX72tBf1FlzwRbnoTcaR",
-	"2xAXms1Y0buBLQHUFkzb432R5zJ9R/V8c39vMncMFC6Cx3L4fglXRz1BF7A2/taLerBXXrCsN9FFycId",
-	"/qlg096k9z+OKhw7Mr+qI3z8mwxh9bIslCz+HfClGdcSwT7r8xQv8yiyLNgVl6UiSzpjfo+IddUmzT01",
-	"uC3o57dMzODFn45P/oJwc18cA5S0ZgUs9Z+/vhj+Xzr8x3j4/fnw05//1IsazvkV1VQxvQuQmbmsBZT2",
-	"11sD027CgvP1Fc137Ydd0bxlM/DTrXcCz7bbQN7RcqgvkFMQKfIVkSJlFQ8J+AXRc648nyF9ShL3RxKL",
-	"gumyEIb4KbkuuGaDiFxTrpFUNVlIpUkCXyRt2MGRvXV9t3f24fh2b/mC65a3e6PZQgGz24qaOaxQe3jG",
-	"prTMdW9yPB5HgKeGnI/H+Kej7uMG6o5676TceehLKdsOHX669aHDs+2hf6StUPmrvCa5BOEg8ZjIVBYk",
-	"wSNISN++O0m+VUlUHd/zsQIG/pHruSx1LNz1XCOmCEnYdMpS3QZkeFDnA35VFtQf8EdZXLJiF0iv8aoW",
-	"oJofbw1WswME7A2soZZSKIbM+weavTciAv5KpdBM4EcknRTf4ujvCjb7pSvlFoW0gmKTATt5xBVZ0Bwk",
-	"D4hzLq5ozjPyb2e//ByRUlwKeS3IlLM8UxGhRnzG4orLnGqnFpjnkT7PiGW1ESmomLGI5MiFIzIajQYR",
-	"kQVBYb+gQvOU5vnKPzCViwsu8C1HPRAgUkxznj4wMFL7VKNU4MulZVEwoYnSVLMJfsUzQvOC0WxF2Geu",
-	"tIpi4YgR4JlxdUFFBtqMLAKcwvcHIWlYol1iygVXc1AFHIf9wBdMlg/06siiM56BSoRsemUZi+XRM37F",
-	"BKHK0zVAhgvLhmPRZ7A6SWXG7CXn2uwfqDz5P0NQOodvzL2a5bkic3lNprQAip9JpPNAR0Uta+jVrKb3",
-	"slcfBQrZTdQLn7TrzkoRRqj8LPWPshTZw0Ac0CTaQAlgMCj5QmUxk0zhwSCeIYa8o6tc0uyDlG9pMWMP",
-	"Sx8XEnE+ZSwzRoJixRUrvlFE8X8wgvIPd/kfgl5RntOL/IF2aDZCUgqGgPmrBsmCz+aaCHlN+kqD7SBm",
-	"pFxG5G90ekljUVb7hSORV6wAKLNsMCKIZlafR8WP5XRl6YKLWCQByiaHwWZ8SfveXrNv0rks8vQpWeY0",
-	"BbNHazB0QJiBzXNFc7RrloVcskJzI2vwpnOeddboo55dN7CMvKoSocGZM7Op7Su+rK6EYzRKboedBOow",
-	"nD7Nci7YJkA+zoFXkaIUAlVGBA77vOQFU6QUOVOKzBkt9AUDaxMg422ujGo2BNa1aRREPQbs/JzqmpW2",
-	"/Y4rmnd4MaddRz3c5uq8YNRSxcaS5oj32gXesrCkt1Xh8xfCXVJ22btTEqMeUP+6Afv8pBc14ArI0VJ1",
-	"wrwzELlwj5ZL3oD+H+Dryqh1zoVrqoBG+RUrwOKQoybAGPbb4SUDlS3U+n71QIoqcqpOPXyABU9FQwEG",
-	"e3iEp+teODy+T/4d5MXfWYrHhECyFMWyBvZAUvdjZfbfmRPsjRxOlehujO2NJaXqdjwVsN2zWuH6Jmsz",
-	"EqjnuqgouSMKWC6RwIUMBgxAjea/lcwqTrHgWqEOMCE5A21ZRSTjM65VRJJREpHkHP6ZJISKjCTDJCJe",
-	"YqFWSmNhbgRJhXdW1tXx07+QdE4LmsLCeN5Nzo9P1cfR+WT46cs4On763c2fmiglIMUmfluwCiBKU5Gp",
-	"U0LXEe8bRWSpU7lgoB+D9liJDBSZTIAd/GvPcu6elykMqQo5eBYcVsP2DLrU9/eLfWhwauHTVJmCKoPP",
-	"mFKetzzCkRg+KjDSaJYhEtH8XUBUU5or1qSiyObN1AmSfeb6HJTpzZd5/Zlro2cHlmpEOCy3qoky5z7c",
-	"5L4LphSdNSz+Y8HYEBYg9pKIoNPV6FAgknDfBMBUFugBCbxuJ+PvnzcA7u5UbFdootKXNaVj0zER2F2K",
-	"gsnmsBRl+Q7I7wfKB37xApQX4K+3w8UzpoGZKHOggl0bLxJ5kefW0kfnuVya9TYhlcuU5lyvztEV09kD",
-	"cxu9QhdUs9lq1x1n7joA4wbAKuWxjaM7Z65n4GCaq1Pv3cjKnBVkWbApK5TFKjCAqI6Fs+PnMs8I1yPy",
-	"9jZcPRaU7MHV2WcK2A/qnxo9HT89GY6fD8fHh+D3/sAa9ImfJMnsz8TcMSGUKEBDkSJfyljKFzQnAgMi",
-	"1o/iUCkWU3gHuBugQEEyaqLK6ZR/Jv1EKABRif/+93/hfwv813yEf+bJIIqFKtM5uiTi3rPxeKHiHvwW",
-	"976FTwC/JO4dz58u4l5yav8cx72kDrhvVR1a/V8BUH/ux/HIfBr8r75Qv5fq9//+L/X7Qv2ufl/8Ph8M",
-	"/vyn3/9z3Ag5Y6BugO0HMJrllLArVqyIcZc4118DG3KL7DSFXzFNeb7BOcwCTYwjvKtBlFNNrkGPuS6k",
-	"mG1urFkonWmwmSOyoOmcCzYEWkArunILNerfrYLor+WCimqZ4Ecf6ICVR42hmxAOuN/qQY0AuaJ5o1WN",
-	"PIAGcVDFmALiPqAp3aCueCNMESXJlIZvGUieW5rNoQ3bYDa7GBLwPmB5IOy5oDkxomgPW3lfyxdDgYGD",
-	"Ye04rEdD+BAr7BTuqXTvZjgtjausOQAJu/xGEXtNBKetyosF19YvIMrcuq+Mg//zcCaH9hl/V1KM3tPr",
-	"/21xK/h1qC75cugY3nApYT+FWeShjKffSlZ2OmkMyTPYIIbmMMBfsu4nXfkq1p+yqh4C5njBgORYFhl/",
-	"XMkylHKMZkMj9AzMGx6gMHq2hx51D84IwNRgeYclezhiWm3Tyl9gfQTeQvVcYo0+1jYQnvYOsxZe40Wa",
-	"smWzs0AQan/0oeQ6q8tK47ltYNofipKBIeIPnRs3jNON/JaJlj5uifZzLEyKCdiFGpAzeToek1/+ZvSk",
-	"aj3jBre4Q2eUi0GAMRdS5oyKW3GfByDJDsfvF40COLed4g9Up/NuR3kBlxrtg+aqSaqXQm/LZ8H7wGSH",
-	"s8DVmpktXtdggQsGHKZYYfAcLopgMeeWl0VmY62aLToRon/tStOnRUFXtzjK1mMxQHHvtPUUbmeCvVg7",
-	"FyALQyMNCmEzYJ0MUxE5htuPx+PxeC9Iuq3foCn/xtyGy2BqgvtiHczr6uZWGFXaJs3zX6a9ya+799W7",
-	"ib40aVmdxECTBfgpatHw0DjhWvkgb18WKBQHzj1jX2OrM9Agdc3JR7r4+GKxzcnX2RqMxX8o4ImK8Iwt",
-	"llIzka7IJVthNgZilVJcijW78e/yYnjydKLmtMiG3x3CcARAveWqSYXDrJktXMjjbGfkbSL/IKWsQbcu",
-	"mELrxmpABUMvx0IWjOBTT8mSKlDy0bK0mWm7zQyz4zb8vyV7sPi5hSvc1gbYWzq26dC/LCng+7+d/fKz",
-	"yQox1LAiAAfSN2CICB5OZJ0FkVXio1hYiQ3oDZr2gMwxY8LpB9Zx57MwkByByNI5FTOWjWJxVuIj3B2N",
-	"kej7UuOdilkHyUu6pCnXK3RrqEp5kWlaLjlTRBrGYDOMyBhDzUYxisWCUaHIcY1Kj6NNLdYnkT09Pvnu",
-	"5C/Pnp98tyNRtAU325zm3qmPmzc+/QlJlkxkXMwS0jda2CAiiYlZJaSPCS0u7hoLe1yywGWM955Iwcj1",
-	"XCqT/LpCVxEwJkyZKRms553+yB2d1ZCQPtqupBTmgdY37Zisifi5pJsBkUUsEjAuzp1xkZB+AchWmiiN",
-	"Va0HYSzAvp4PxK2FINxebPDOr9wYMPgro3lTkpn5Hlk+6MVcMKWcQWvwt8HBYDIn2zlIg/t5jfNh1qLP",
-	"pb5kq8i76arvDWUOItyMSd22W4uFsROvgH36RE7pQgMZWRYSgLMhY770xr1J7/gvT4+Pe1HvGD5/93x8",
-	"0mtCyKzFLfXCvzPhwtAC7Ba5OFgEaF802o6XdHpJGx1W2kdQMPuDpFIIs3/ST+RlYhC3yfW0LORFzhaD",
-	"uiiVl72twY/6BuAJXgq5vBWuzJsgy8fkFashg8LgNAO4jecsFhgHwj2j5mjeQhYkBaWSKVIuK86Zy1mI",
-	"5rhXt2AD8jaHIRw0I4+OTQLvry6zoptp4hMxGqRba4bHB/T9XBN3RT1r8xtlHEO1pTtmSjyEZ+aQWQdh",
-	"gkGQT7DVBeBP6LZmi5XLW44OWX8D2qN2rkLhzr3ena+c6OhswAT+1DXjZbypGFplSbX4w5ZGNYxIwZD3",
-	"qzC/v7blucwzRTD+la8677WmgdV322BcbRzaWzaj6epFetmedG8rbPBC8spIwneYZnjGROZPHSVPLZpN",
-	"4E0aFPKv6RTZisEGGAeIyLuoTAC4Tch8jYSZ3XksW+Byx9BwE1D8kgiRU7IolSYXzNRTBZJ3fS8BGh5s",
-	"M8GaLedzGGC3Q7gtZNRAh2c2cAy3tOz2n91Z2Q4n2EFHOK1h2D8dM3rPZlxpVhiZfTBcry/bAprUmpy7",
-	"PLjGKq7s0mu3qADJS6g2yihdMAIK0no2UQfD87gxAncoh6x7zfZTCKntYGfQgYRv6Yi5dYrt4VwOJPA4",
-	"HMTLsB8nrWkmhzuxmr6zRYY/qqi3VFFvgbv3Y/a0o5ZZpqP4uSOf9RS4UT7YIf78cOkA52XRII9/pos1",
-	"XwhmnhP0sLjKdYtYBUsZv8I0GGX8sereM+tDG7d6jUAe7BLQNlOxkar0nBWEBgnccylk6VIhbH6IJbEJ",
-	"SYQULCF9IWNhvxxEJJlznZhE8Br9USRUnlK4ZsGVSkjf+BVjwXLFruesYDX/Iyzfi3pzLG6FOxo9i+/C",
-	"eo5Nz4h3qdpSCMxtrF4Q95mY0JZz3aJbr6FG6IIq3hTPNZ7Bcok1vx5H4MEZF7MgW3JOMzKVeWbh6T2N",
-	"HUkjpSLjGdWsYRM/Mqr4Rc58JmYqheLZWhpJsFge4ME2lPT4cqvc0whrk1l2vlDbaqWdjAYAmRtceB1R",
-	"HOPjC57n3LaS6ASwDb+d3VTw7jWYhnuN7GE3UVCLHm/87t0y5GwB/zl6/VuS3jIbBzfxgbBuK4sI9S0A",
-	"XPqQyx6yQdKuKIWGxn4FVBnLmWbtuVS0CjxU9b94zx7VZfaG/TbmHrt3VVoDcr42SQguMedSyGuFeEjF",
-	"qin/rx3GyE4an4BpjUHbgvVQAmARPDPNy8xUlgMq6DnV9fLkjhvJqdLntxGXt85uX9DP59OCtTitc1rM",
-	"mNIEriBpoDS4QiHSH6PXXpba8bVBx3fFwPd2nzmjRc6xpDhwnK9VSoZFyVZ87eE/t/GzFtxyJBxyuvtS",
-	"knysrgsWbiKYEZNY74+RRewi5CPPXc+kW2ohbDpILbyNyDGosvmuTq9lmUOn2wiSShdrECnnrheHixIF",
-	"HLbameM6URBjXRMKAfF4FlKLudapuU1QGU9ScyWk+ck3TPlaFS23K4a8RRXM3oe4E7qvnMRpgm9dCjZF",
-	"9LbLUUeP3yhLeVRkoUmiyDXPc3LB9peuD1ywuu5TuKYrRRIPn1q5o/92dyQ2PENLbRVMO5zetuonW/+1",
-	"XDJaYK5naAsKumAqInOs8MnlNSuGKVXMJ7bFwme2nft0NuwDtUdO2/OTWLRVOGGq5JCV69VNLkPN9/P6",
-	"Mo6eP2vOTQMI7MpNAyjcOTcN9eU/fm5aIHc2dvOWT1m6SnOUgTMWoEiAuTTV/ArIrUJhr8c2W64BUa29",
-	"vWs149IpARRWTzCImMuZLfda7y4Y95JRLF7KxZIirKq8h8Sql4lNZkGpn/z0+gM5mmMazj8S0DxB1Y3F",
-	"tfcGYNcx7M9zwUC9r+uo3rp1bKqOqc8mLtklxFMsJpuY/xqR8xABBB+a15IUdr0HDRd4KPzlMKGDdofo",
-	"qwavZ1iEeZ/ez6hn8nztFTYd8O4ur60BjvdGF28Uu7Zudc5y1zbP+x8PEqfY0WvF5IDh9tb7rBRsaVp5",
-	"YrXGPYrrQzocAyi1ZNhsOaBdAsYC6s4yxuHDH1/MnAWaq2+F2FNLINZe1Fb9SJyWGmonibkrAU1TF/yi",
-	"1ExZpxFNC6mUSVV0HsG+KdbG1rXuO5QN+LY1I3xwSpILLpY0vUxiMeV5XpV4X7ApXF8qWEcCzLYsDWgf",
-	"i7qBj+al0hxr67UajMgrAwfM3PMvhUfi4nJSxALtFest9e0qHNzsbhvlbGvsw4sFbxBulw8dbNz9ePSa",
-	"Z5zIqev2eztGvRFC282q7E7WOBXXRDHs2XubxMFml49HgCEp1Zq1clBXhzvTvdyA1u1z3hYJfZOpjcTK",
-	"mqtI7X10QTR0/eBa2jsdKiAF8G9qHqWdnrP9TTse3X2FvYJQF76IRbhazqdrF1XHhoA+N068iVmbje1b",
-	"sWX5TUvNVkvh2g6kAk2G74laTYjlBO6uTdjLwseH3Z3vJJPXDtlCJdjbpw71arV6GED3OtzQ6savvYbh",
-	"z3Ob3W9Wbatd2+ERiEWrS4B09ghsaWX1/KS158n1cDwe38UdYECzS18L3KZ3Udc8hfzRtTVnfzomcgAl",
-	"4oC5EtvjG5ZAMDkVhHkoy50Wh83HQSQCtnFsfVwFjkku1R+tXOCeBeMDiCwnmboVKMDyXExlQ/T8w4d3",
-	"5MW7N4A5T57ASk+eRN5bNFSyLFKWVWp3lYZwUfJcA5gQaqNYxOJlzjEMZGIC5Ak6/p5EHrfJE0v5T5zf",
-	"0q/LhTVIgK3FwlRnkidohzwhfeMxsaxjABq+M18+1DtJmRwuRtO56zUTCyrIEzytJ2H/QLOFulEBLHVZ",
-	"XuRczW0mmImYSxEaQd+okGuPyEdrq1wytoTrForlgCU051eG+Vcko8z7GRvepCyIrGpiZB7ngOMbsZnk",
-	"KQDxa7zMePJN4AyozXv36HLJXLmnORfyER1vWI5gp47gGAHTWdv6BFV1o6mh02Vh5FU1RoD0m92Eg1Es",
-	"1tx/5u1UZPv6+xkmQQVcmOdi4lJkTq9YLDp5B0kf+6lVvsiBwT8pYCkuhZrA30/I+6q/Mmem/RoW1hrC",
-	"UKdrndjxAhcdiwUh/eRkPCY/0MythE96Qt5ZTPX5jJkBIS0aZTpeiix0QXU6h5WTdsGajMhrLH032AD3",
-	"OncUPGdjnZ1F5cmIvMlMW7VaBzqkOljEdY2AH2dMMBwZ43pm20q60JJGGHzgCwvS9z++JM+ePfveViOr",
-	"U9/MzPy+2d1MEdtqDF8h7n3b2m1s8WysjDP6CXkdNPriDptBYHrfNHbiSrCd9gSX/hKbvl1xb0K+xNi7",
-	"Cj7GvdFoFPciErs+VsG3NzcJotO/l6wArOlrOiPJb+avZICv5J9tgWRLNWVBpoVcIOlccXatIgDwVOZW",
-	"MUzlwvoilgWb8s8+ZVLOiNLSVPOSjKtLi8Dmlc18IEu9KS1wW3Cf6XG91g1+Ums0b/03ZGNmSISFww1z",
-	"hZb1utZa3Sos1DJ0aGCnDhE/dAhRt2HuUASr1EcPRU8nz8bJaXWNdf00zBPyE4hgFVnqkSF0mg1XsiyG",
-	"GGhQE6PDIVJULMyFIfxAFIuA2F7/f8blePws3WBx8C1LToNBTdhP55rCIffr01PwzerzORb0s53NQUqh",
-	"ed42v4Vqf2SwCPbxwwNXBqWouQkvNMk8Ji+MvJlWS/q+9jOm7VGBViuMdoYCzXcFSr4dn5CfqGbXdEXs",
-	"aAQzhQC7y1WA8XMHSB9tjs3RA3BCbviA3wtXwCuJhYxPwXHjDuozSeAMwWwwDCO0Vo1QpjMuAKUmJMEW",
-	"BMEYlOPx2Bs38Lzj8Xg8MJq8Hyxzil1KzavjG9bHJMFeQP+PyJRpEDawDmKsQgcl1+SCppc1e4CYUUyu",
-	"pyf9rWTINXAIk0mBTgio75YRFmxZyKy0A3zev3s5VHqVO8ls+YAsOLxoHgu1UpotSB9jQUuq52BFw2eU",
-	"X0b8oWwZECUNVuAsg9B5iqpGapUy1E7gFy5mI/IzHBDYAG57ai7LPCOlMvtLro7D3aOay3VuhvGIUOV6",
-	"8e5NL+pdsUIZjfJ4NB6NQQuWSybokvcmvWej8eiZsSrnaMkc1SoCTSlSk8loss4JKMZXNLe9oJN3v5x9",
-	"IEdXx0eoXx59gf9ujow+fvQF/785cj0GgJV/qJLSAdqegwrpewf3ExP9BwnkG9Zid0wjHhJMT/IAAeO/",
-	"qWTSDrBhSv8gs9XBJjRsKc68qZsONnBWm4DzdDw+8E5epJdt8yICpfWaVnolOk5OzEaa1vcbPgrm9eAt",
-	"J7tv8WNG8Ibvd9/gh+DADcfPdt+wPhzkJup9O+5wXziuA0dPlIsFLVZgstvDDLqeGxQdAKnRmQIz0HzT",
-	"+wS3HlXlfHcjmGRiDTTlTC7nMjKa3rDSAC33dZxW2QbHxurCmSVcVdokFVmEIX9BTE2Nq2hFSwOnBBq9",
-	"myRfbpJWeqpe816JaaOi92ZzdtThKceksbTPr0GisTl1jzSzTjPGr2Cxdhe9BDXN+xLMq9dvX394vSFj",
-	"WnE2fNR9Im1D6fcfjf/btCXrWXgUAVvQ2Z5mV3yuZzMdRmmymmIy8T46BYIg9JBR0iAWRmgPm7KxxOWU",
-	"1e1T42ASdy+EayK4NVjcJ801J5F9FbJzAY9mynOHhm2BXTDhkejWiM4dZ1AesoPuwlr1w1AderWTie1B",
-	"qNAPA9/FYgvFtVBCbXf3SQdNfQC+ChWYLpXNNOAbY/tmWMBgTV+9R1JYI4UzE2RxDQl30kHYAeCg4ufo",
-	"i/lwc+TjJK2qVn0X94rwTX0U/mjqVhWLfVS1tqG6iVyvd1nbifM2pAWPnjHdVAuGkS7i8tw7dR4cEdMv",
-	"QcXCN2U3Tknjg5qQWifDjV6KXBGmNDVhyiwWrqF70C4Sg2kkpeVsrkm5PPWu5OTb8TNyxoornjISwCux",
-	"ssenn6N13/c78q0SB6ZX4tqbYiJmLIIJoEQW6FbNpdIuFFmVDuQ43bchPhiLWotMsl+HzDrD+Ilp2zD0",
-	"HinUPmH79FSHC6MAlR/06b6jJ+mvmB6YYAYesZkcfD1fHXLAqqe7psasAa3JpbKEdnV8FEytUK0EZ2IE",
-	"rtTfxjQbWtDiNFpdKrLWrxanHFURKSwsz0xAx85XiLxDK8d8GlDO8Dop8hV6vmJhnm0GXJnSHJu7UDAy",
-	"lcVMas2ESyozETQTK1M+lSAx0aaMLXO5WjBh40wj08g7w+RlYyoVbOGmMqwJRK70K0YzOxcLHewFXTAD",
-	"wF83JwbYEdRBgb8NPHBVH3i/NhneTrzfd8J983XVHo9MBMXMwO9w+Vu+cBPzO1yN4anOV1fD+G8+3SO3",
-	"8K3cGyi2yo+rzW+pWrsH1HmHmdy3UAv2F75wTwdVojaVvc45AEpNgAi4h43IVxwEdcsdrMPk2dgKdRup",
-	"xLYMpG9K76Kg5Ba7YSB91/lGoznGlX6HG9igw0cyaOARu8nA143+/4f4S4tIm6getZhdL+shnSDLtjFY",
-	"gwFxE5PBn7C1+5ebpDk01OSQMOlcrtAGdD9bW+TUUT84wIWPXGE8pk6MyI+U58rOaExOxt8TZyckOHo1",
-	"eD6sZsbCJzYxMvGFiRj0VrHoVw1ONlrHoJJg8g20KT91UhuUoU1SvvcQVGPwKdoYBGHjavgOPvbW27Q3",
-	"jw9KmK7Zw2OU6gBRqoCGr47XJJX1glRdHBrKvQwiO3KcgDopJPa7YoV1cvmiuihMM5WFVRxM+sP2FhCg",
-	"tzqSoBp0ZtsAIbFkaq3D5GR8Qn6WmuChJDgIhwqfRLn0WZH24jpNm4iAa+bkCNjT6iYdrofVakj/9KBI",
-	"X/XgeIxrHTautU4BUZsnRZeFqBDdiZPItsmKfIMlk02Lo8RQvL1wqBsLh1umLtTnaAa2oBmCMhg1o7Jd",
-	"YTOdDvC70cFgcXM/he8Pq5Nt4/lfVRHbm1a+hub2E9ObOF/T3PbCEjiQd1TPezefGqTGWr7bFg+lpSuf",
-	"ZmRL3CLix/CgsDBNAQdVKZxvbxmL9faXVGD2cMrMzPfIzHqrMr/ceis74n6EGt5O0QFfuen9G5Tm8uv+",
-	"BUjNDdRrpDUPgUdi20lsFqcPTG678QQPsDNt+lxUDJo9yKbarEQXrwgKjzxjAKk6LZjNv6g6KYYV/qNY",
-	"VGYb2YemvV7YZOxVlVbzYLjtlAuMcJC+51QRGqoYU/B8yuysyYx7gMzc2+fkPj0sO3npZ6o9JuYeNjG3",
-	"gwl35BoCHH2xn26Owhr5HaEMl6/vu7JYj4XMs1pbD0JdIZirqI/FxaqqQYsMUWD1o70L3S9Gb0ZN2daR",
-	"CYleH+wcEosZZl15h1DOlT7tQtzNTtD37sUf/aAdmxvsdoWGHY4e9YKd7tOge5aq0c2Dawq2sc4WXcF3",
-	"ju4U7/Qsot7Sox60NIE+qRjhIhZY5WerW0a3J+vXrtfszhhjMNmcq6DLdVNo0ffc7B4/c219HwOMtw4w",
-	"fv2Q4j8PL6HOd9oefryDZd+mqJ+tpYautzywiY5wCa81+TVt/LHSNBZVxhNVJFH8HywhvpVCrfVBZHIg",
-	"TPMOM8KCgJYo7MzhETnzA8/hEj8SXQMDSuwIM8wjH5q0VjNYQBCexQLVmao/vdXvTdjVZybVU6Gy0pAA",
-	"mxDQnxOT5uQdcuY1/cgH0wpxX+MkanJUx4IHXcx5MAA5dG0fPyNW9SQfpCSofDpTJhaunr4vC5LYSd/J",
-	"gLDPKWOZ2jZWu853DRbcY2rvV0zmhUf7ebbb0nl5ZgwWizUWu8AsrJAkgYOCHQ9Ofcm4m2gOnOCQ5lbn",
-	"jT/mId8mD7mLuYWs+Aj7V9/Fp7KT+5ouJThazOWbOTYMbBeYM3ZmCUPssbiiOQ6DMRyUXM9lziYY0xYr",
-	"i9LAtfGyyKMrqEoOtaucTqxXnta4Wr0fiXm2Lb3BtErYViySEE1NT4eKchi2F+HCN/6QRcaK09qsGMO3",
-	"m1k2dkmxXWib2fXeccOoJWhoGOqtebF7w1jcgfn+gIh2fxwY1/9KziP//F0sDamtxtMeGVkLI7Owcop2",
-	"d472Bf7rFMuBCyc+NOqyXm0gxkxWRO0jp0oPKg9sFAsuapPKFkzoJCLX8xV2eade+7s2rUPMd32Ts1qf",
-	"cLYWFQpjti7VJyLVaKwoFmY01mDU1XMMb9kYDLIq0b9ALAjexLYG3aJLPNpqHeNBaxrEwzh54Ay3enjc",
-	"6K5Gqj7TBaMLFRpxtiMaVViqwYrhGdCzGbIUmcoH7AnkZeM3KujYZEsn7CImibyfwF3nvv9UMqg6hlLt",
-	"qy4SWDborTOehNtCTYbMudKyWA1QgcjlzCgPo1i8pq6ZGyozWLOhSMKzCdnaWikC+5EJ7S7TqyWzP5kW",
-	"NklGNXW/MnHFcrk0jXB8cybTWgseie1p3PNNtu/xt8SO/IuFqV5xStccwyBqRD667kQIgIhQkrylSg8R",
-	"5sM3rxLbaisWfWWNXvzpDBskEtdkxxXtrJAnYsXOgBRMldgqbaqxRAjg7Vo92QaGiAIEe2X7uh+zJqg8",
-	"diWFHL3SX2KhtFyqwS2degbvAM9fu8FQ2317tcKcDazT0mAUYmabuw9+qzn7NidabB2FvCkRAbQesljH",
-	"YIee9PlMYEM1BKhFbK5MIunAb9Aca7XD2qnvUfRQDTz/mnJIs8/6yLbuxOOtC6L1BrabLkIBSIjN2y1O",
-	"1o/b8JRHabRLGhnaCn2HlsLuPS0oGFu3I6Cw0XF4S3TBpWHzIhaVy7BU1hDb7KJaBR0/opG24ALH0CVR",
-	"LKQrRKoNeaCa5Ixi8IZqsijT9easfS/3KsP0G4UXDYM+shn7vJMjGqHZHOf46Kfr7Y50tL0AV/W9t7FD",
-	"B5W7scTHIEhjW+XdYZCgD/kjO+seCKnmTz5IKOR91Zmm1rq5qgqpWAS2nNmcuBULE/XgunXU1qBqQV1z",
-	"qZn+vahom5T5BBXqpGsHG1cOA1qs5YmJ65tu7uc66K4ON055oXQwMYUkLr0kiUXu+XfWdVzXab2JcizM",
-	"nB1j6YMWbEPLwvOzKv0Eeb4f2rBes3OHYoA2v54sWo858b3QE1v2s8nBH6Qx0B1aAh0fmMkFQwUe2wId",
-	"si1QF6fdevuS3Y67TaVr1+gR7BVvcn+6es1cXyMqXFa37+iFrQBc+VC1l0Gjk83T0L+Am602g2crpTxq",
-	"A93qHDbI5GF8beYgdxtADT2F7jf9uraxNl3mb4wtAz3GTIjAsrLPGr0/wAicnnBaXWhsIq4UU7EIr2ma",
-	"tWL9+8q2Wamyq2uj/PBOEynIV475hLpGZDwnSzMuJ8KEOpyugYtYV1DWOo/OzQol7TkZsdjOwbZrDy5B",
-	"IxY17WFtrGrF7lC/Ciok+1MsU8HZRxFAFWVkxtKcOlA28MX77j11u45TTw///F3xwMfOU3fpPLWhXtz4",
-	"Lxp8nOhkHsqCM6FZhvN6AHmR70VV+a+d2gkP9N0zrafh6rjX4D3d3oSemB70EblkS40PhHenml/wnOvV",
-	"iLzIseVNLLC9W+KaBWCHesyGqIYYVOldUhBVpilT4fZs063NLf7iiI/mhIlsKbkA0p039BUaBOvJpWp6",
-	"X0azIXqfrKwyjvSdQzxI/yKX6SUXM5fPYGcY4DgEHG9wWo0oMFz3dMNtaj2q4TadyLz5dPP/AgAA//8=",
+	"7L39cttGlij+Kl38TVVID0hRtuIkVP3qlmM7iXe8idfyVm7dwCu0gCbZI7CbQTckcxw91r7APtmtc/oD",
+	"DRIgQYmSM3P1j02RQKNx+nx/fu6lcrGUggmtepPPvTmjGSvw41su2BuRsU/wR8ZUWvCl5lL0Jr0Pc0aW",
+	"UnH4UxE9Z+SKs2tChbpmBRcz/Or3khUrMqeK0OUy5yybkCUrYrGkhcY7I5L4zxM5nSqmEyKneHNOlSYF",
+	"S2WRudsjksrFgsZCsSUtqIZvlCw0y8jFiviVSJ+NZiOSjCfHT6PjyTfJYETeuR8VueZ6Hgsh9Rz2aZcm",
+	"tGAkZ1NNZKlJnwrCFku9Ilc0L9mErF+9Ynow6kU9lc7ZggJ49GrJepOe0vD2vZubqPee6WL1YqpZsQm+",
+	"n8vFBSvgVRVLpcgUoXAhuZ7zdI6vX7DfS6Y0WdAVuYA/dcFZVn/mVBYLqnuTHhf62dNe1FtwwRflojcZ",
+	"R25DXGg2Y0XvBrYEUFswbY/3RZ7L9B3V8839vcncMVC4CB7L4fslXB31BF3A2vhbL+rBXnnBst5EFyUL",
+	"d/iXgk17k97/d1Th2JH5VR3h499kCKuXZaFk8R+AL824lgj2SZ+neJlHkWXBrrgsFVnSGfN7RKyrNmnu",
+	"qcFtQT+9ZWIGL/50fPItws19cQxQ0poVsNR//fZi+H/o8B/j4Xfnw49//UsvajjnV1RTxfQuQGbmshZQ",
+	"2l9vDUy7CQvO11c037UfdkXzls3AT7feCTzbbgN5R8uhvkBOQaTIV0SKlFU8JOAXRM+58nyG9ClJ3B9J",
+	"LAqmy0IY4qfkuuCaDSJyTblGUtVkIZUmCXyRtGEHR/bW9d3e2Yfj273lC65b3u6NZgsFzG4rauawQu3h",
+	"GZvSMte9yfF4HAGeGnI+HuOfjrqPG6g76r2TcuehL6VsO3T46daHDs+2h/4rbYXKT/Ka5BKEg8RjIlNZ",
+	"kASPICF9++4k+VolUXV8z8cKGPivXM9lqWPhrucaMUVIwqZTluo2IMODOh/wq7Kg/oB/lcUlK3aB9Bqv",
+	"agGq+fHWYDU7QMDewBpqKYViyLy/p9l7IyLgr1QKzQR+RNJJ8S2O/q5gs5+7Um5RSCsoNhmwk0dckQXN",
+	"QfKAOOfiiuY8I/929svPESnFpZDXgkw5yzMVEWrEZyyuuMypdmqBeR7p84xYVhuRgooZi0iOXDgio9Fo",
+	"EBFZEBT2Cyo0T2mer/wDU7m44ALfctQDASLFNOfpAwMjtU81SgW+XFoWBROaKE01m+BXPCM0LxjNVoR9",
+	"4kqrKBaOGAGeGVcXVGSgzcgiwCl8fxCShiXaJaZccDUHVcBx2A98wWT5QK+OLDrjGahEyKZXlrFYHj3j",
+	"V0wQqjxdA2S4sGw4Fn0Gq5NUZsxecq7N/oHKk/89BKVz+Mbcq1meKzKX12RKC6D4mUQ6D3RU1LKGXs1q",
+	"ei979VGgkN1EvfBJu+6sFGGEys9S/yBLkT0MxAFNog2UAAaDki9UFjPJFB4M4hliyDu6yiXNPkj5lhYz",
+	"9rD0cSER51PGMmMkKFZcseIrRRT/ByMo/3CX/ynoFeU5vcgfaIdmIySlYAiYv2qQLPhsromQ16SvNNgO",
+	"YkbKZUT+RqeXNBZltV84EnnFCoAyywYjgmhm9XlU/FhOV5YuuIhFEqBschhsxpe07+01+yadyyJPn5Jl",
+	"TlMwe7QGQweEGdg8VzRHu2ZZyCUrNDeyBm8651lnjT7q2XUDy8irKhEanDkzm9q+4svqSjhGo+R22Emg",
+	"DsPp0yzngm0C5Nc58CpSlEKgyojAYZ+WvGCKlCJnSpE5o4W+YGBtAmS8zZVRzYbAujaNgqjHgJ2fU12z",
+	"0rbfcUXzDi/mtOuoh9tcnReMWqrYWNIc8V67wFsWlvS2Knz+QrhLyi57d0pi1APqXzdgn5/0ogZcATla",
+	"qk6YdwYiF+7Rcskb0P8DfF0Ztc65cE0V0Ci/YgVYHHLUBBjDfju8ZKCyhVrfbx5IUUVO1amHD7DgqWgo",
+	"wGAPj/B03QuHx/fRv4O8+DtL8ZgQSJaiWNbAHkjqfqzM/jtzgr2Rw6kS3Y2xvbGkVN2OpwK2e1YrXN9k",
+	"bUYC9VwXFSV3RAHLJRK4kMGAAajR/PeSWcUpFlwr1AEmJGegLauIZHzGtYpIMkoikpzDP5OEUJGRZJhE",
+	"xEss1EppLMyNIKnwzsq6On76LUnntKApLIzn3eT8+Fh9HJ1Phh8/j6Pjp9/c/KWJUgJSbOK3BasAojQV",
+	"mToldB3xvlJEljqVCwb6MWiPlchAkckE2MG/9Szn7nmZwpCqkINnwWE1bM+gS31/v9iHBqcWPk2VKagy",
+	"+Iwp5XnLIxyJ4aMCI41mGSIRzd8FRDWluWJNKops3kydINknrs9Bmd58mdefuDZ6dmCpRoTDcquaKHPu",
+	"w03uu2BK0VnD4j8UjA1hAWIviQg6XY0OBSIJ900ATGWBHpDA63Yy/u55A+DuTsV2hSYqfVlTOjYdE4Hd",
+	"pSiYbA5LUZbvgPx+oHzgFy9AeQH+ejtcPGMamIkyByrYtfEikRd5bi19dJ7LpVlvE1K5TGnO9eocXTGd",
+	"PTC30St0QTWbrXbdceauAzBuAKxSHts4unPmegYOprk69d6NrMxZQZYFm7JCWawCA4jqWDg7fi7zjHA9",
+	"Im9vw9VjQckeXJ19ooD9oP6p0dPx05Ph+PlwfHwIfu8PrEGf+FGSzP5MzB0TQokCNBQp8qWMpXxBcyIw",
+	"IGL9KA6VYjGFd4C7AQoUJKMmqpxO+SfST4QCEJX47//8N/63wH/NR/hnngyiWKgynaNLIu49G48XKu7B",
+	"b3Hva/gE8Evi3vH86SLuJaf2z3HcS+qA+1rVodX/DQD1134cj8ynwf/qC/VHqf74n/9WfyzUH+qPxR/z",
+	"weCvf/njv8aNkDMG6gbYvgejWU4Ju2LFihh3iXP9NbAht8hOU/gV05TnG5zDLNDEOMK7GkQ51eQa9Jjr",
+	"QorZ5saahdKZBps5IguazrlgQ6AFtKIrt1Cj/t0qiH4qF1RUywQ/+kAHrDxqDN2EcMD9Vg9qBMgVzRut",
+	"auQBNIiDKsYUEPcBTekGdcUbYYooSaY0fMtA8tzSbA5t2Aaz2cWQgPcBywNhzwXNiRFFe9jK+1q+GAoM",
+	"HAxrx2E9GsKHWGGncE+lezfDaWlcZc0BSNjlV4rYayI4bVVeLLi2fgFR5tZ9ZRz8n4YzObTP+LuSYvSe",
+	"Xv+7xa3g16G65MuhY3jDpYT9FGaRhzKefi9Z2emkMSTPYIMYmsMAf8m6n3Tlq1h/yqp6CJjjBQOSY1lk",
+	"/HEly1DKMZoNjdAzMG94gMLo2R561D04IwBTg+UdluzhiGm1TSt/gfUReAvVc4k1+ljbQHjaO8xaeI0X",
+	"acqWzc4CQaj90YeS66wuK43ntoFpfyhKBoaIP3Ru3DBON/JbJlr6uCXaz7EwKSZgF2pAzuTpeEx++ZvR",
+	"k6r1jBvc4g6dUS4GAcZcSJkzKm7FfR6AJDscv180CuDcdorfU53Oux3lBVxqtA+aqyapXgq9LZ8F7wOT",
+	"Hc4CV2tmtnhdgwUuGHCYYoXBc7gogsWcW14WmY21arboRIj+tStNnxYFXd3iKFuPxQDFvdPWU7idCfZi",
+	"7VyALAyNNCiEzYB1MkxF5BhuPx6Px+O9IOm2foOm/BtzGy6DqQnui3Uwr6ubW2FUaZs0z3+Z9ia/7d5X",
+	"7yb63KRldRIDTRbgx6hFw0PjhGvlg7x9WaBQHDj3jH2Nrc5Ag9Q1Jx/p4uOLxTYnX2drMBb/qYAnKsIz",
+	"tlhKzUS6IpdshdkYiFVKcSnW7Ma/y4vhydOJmtMiG35zCMMRAPWWqyYVDrNmtnAhj7OdkbeJ/IOUsgbd",
+	"umAKrRurARUMvRwLWTCCTz0lS6pAyUfL0mam7TYzzI7b8P+W7MHi5xaucFsbYG/p2KZD/7KkgO//dvbL",
+	"zyYrxFDDigAcSN+AISJ4OJF1FkRWiY9iYSU2oDdo2gMyx4wJpx9Yx53PwkByBCJL51TMWDaKxVmJj3B3",
+	"NEai70uNdypmHSQv6ZKmXK/QraEq5UWmabnkTBFpGIPNMCJjDDUbxSgWC0aFIsc1Kj2ONrVYn0T29Pjk",
+	"m5Nvnz0/+WZHomgLbrY5zb1THzdvfPoTkiyZyLiYJaRvtLBBRBITs0pIHxNaXNw1Fva4ZIHLGO89kYKR",
+	"67lUJvl1ha4iYEyYMlMyWM87/ZE7OqshIX20XUkpzAOtb9oxWRPxc0k3AyKLWCRgXJw74yIh/QKQrTRR",
+	"GqtaD8JYgH09H4hbC0G4vdjgnV+5MWDwE6N5U5KZ+R5ZPujFXDClnEFr8LfBwWAyJ9s5SIP7eY3zYdai",
+	"z6W+ZKvIu+mq7w1lDiLcjEndtluLhbETr4B9+kRO6UIDGVkWEoCzIWM+98a9Se/426fHx72odwyfv3k+",
+	"Puk1IWTW4pZ64d+ZcGFoAXaLXBwsArQvGm3HSzq9pI0OK+0jKJj9QVIphNk/6SfyMjGI2+R6WhbyImeL",
+	"QV2Uysve1uBHfQPwBC+FXN4KV+ZNkOVj8orVkEFhcJoB3MZzFguMA+GeUXM0byELkoJSyRQplxXnzOUs",
+	"RHPcq1uwAXmbwxAOmpFHxyaB95PLrOhmmvhEjAbp1prh8QF9P9fEXVHP2vxKGcdQbemOmRIP4Zk5ZNZB",
+	"mGAQ5BNsdQH4E7qt2WLl8pajQ9bfgPaonatQuHOvd+crJzo6GzCBP3XNeBlvKoZWWVIt/rClUQ0jUjDk",
+	"/SrM769teS7zTBGMf+WrznutaWD13TYYVxuH9pbNaLp6kV62J93bChu8kLwykvAdphmeMZH5U0fJU4tm",
+	"E3iTBoX8SzpFtmKwAcYBIvIuKhMAbhMyXyJhZnceyxa43DE03AQUvyRC5JQsSqXJBTP1VIHkXd9LgIYH",
+	"20ywZsv5HAbY7RBuCxk10OGZDRzDLS27/Wd3VrbDCXbQEU5rGPZPx4zesxlXmhVGZh8M1+vLtoAmtSbn",
+	"Lg+usYoru/TaLSpA8hKqjTJKF4yAgrSeTdTB8DxujMAdyiHrXrP9FEJqO9gZdCDhWzpibp1ieziXAwk8",
+	"DgfxMuzHSWuayeFOrKbvbJHhjyrqLVXUW+Du/Zg97ahllukofu7IZz0FbpQPdog/P1w6wHlZNMjjn+li",
+	"zReCmecEPSyuct0iVsFSxq8wDUYZf6y698z60MatXiOQB7sEtM1UbKQqPWcFoUEC91wKWbpUCJsfYkls",
+	"QhIhBUtIX8hY2C8HEUnmXCcmEbxGfxQJlacUrllwpRLSN37FWLBcses5K1jN/wjL96LeHItb4Y5Gz+K7",
+	"sJ5j0zPiXaq2FAJzG6sXxH0mJrTlXLfo1muoEbqgijfFc41nsFxiza/HEXhwxsUsyJac04xMZZ5ZeHpP",
+	"Y0fSSKnIeEY1a9jED4wqfpEzn4mZSqF4tpZGEiyWB3iwDSU9vtwq9zTC2mSWnS/UtlppJ6MBQOYGF15H",
+	"FMf4+ILnObetJDoBbMNvZzcVvHsNpuFeI3vYTRTUoscbv3u3DDlbwH+OXv+WpLfMxsFNfCCs28oiQn0L",
+	"AJc+5LKHbJC0K0qhobFfAVXGcqZZey4VrQIPVf0v3rNHdZm9Yb+NucfuXZXWgJyvTRKCS8y5FPJaIR5S",
+	"sWrK/2uHMbKTxidgWmPQtmA9lABYBM9M8zIzleWACnpOdb08ueNGcqr0+W3E5a2z2xf00/m0YC1O65wW",
+	"M6Y0gStIGigNrlCI9MfotZeldnxt0PFdMfC93WfOaJFzLCkOHOdrlZJhUbIVX3v4z238rAW3HAmHnO6+",
+	"lCQfq+uChZsIZsQk1vtjZBG7CPnIc9cz6ZZaCJsOUgtvI3IMqmy+q9NrWebQ6TaCpNLFGkTKuevF4aJE",
+	"AYetdua4ThTEWNeEQkA8noXUYq51am4TVMaT1FwJaX7yDVO+VEXL7Yohb1EFs/ch7oTuKydxmuBbl4JN",
+	"Eb3tctTR41fKUh4VWWiSKHLN85xcsP2l6wMXrK77FK7pSpHEw6dW7ui/3R2JDc/QUlsF0w6nt636ydZ/",
+	"LZeMFpjrGdqCgi6YisgcK3xyec2KYUoV84ltsfCZbec+nQ37QO2R0/b8JBZtFU6YKjlk5Xp1k8tQ8/28",
+	"Po+j58+ac9MAArty0wAKd85NQ335z5+bFsidjd285VOWrtIcZeCMBSgSYC5NNb8CcqtQ2OuxzZZrQFRr",
+	"b+9azbh0SgCF1RMMIuZyZsu91rsLxr1kFIuXcrGkCKsq7yGx6mVik1lQ6ic/vv5AjuaYhvOPBDRPUHVj",
+	"ce29Adh1DPvzXDBQ7+s6qrduHZuqY+qziUt2CfEUi8km5r9G5DxEAMGH5rUkhV3vQcMFHgrfHiZ00O4Q",
+	"fdXg9QyLMO/T+xn1TJ6vvcKmA97d5bU1wPHe6OKNYtfWrc5Z7trmef/jQeIUO3qtmBww3N56n5WCLU0r",
+	"T6zWuEdxfUiHYwCllgybLQe0S8BYQN1Zxjh8+POLmbNAc/WtEHtqCcTai9qqH4nTUkPtJDF3JaBp6oJf",
+	"lJop6zSiaSGVMqmKziPYN8Xa2LrWfYeyAd+2ZoQPTklywcWSppdJLKY8z6sS7ws2hetLBetIgNmWpQHt",
+	"Y1E38NG8VJpjbb1WgxF5ZeCAmXv+pfBIXFxOiligvWK9pb5dhYOb3W2jnG2NfXix4A3C7fKhg427H49e",
+	"84wTOXXdfm/HqDdCaLtZld3JGqfimiiGPXtvkzjY7PLxCDAkpVqzVg7q6nBnupcb0Lp9ztsioW8ytZFY",
+	"WXMVqb2PLoiGrh9cS3unQwWkAP5NzaO003O2v2nHo7uvsFcQ6sIXsQhXy/l07aLq2BDQ58aJNzFrs7F9",
+	"K7Ysv2mp2WopXNuBVKDJ8D1RqwmxnMDdtQl7Wfj4sLvznWTy2iFbqAR7+9ihXq1WDwPoXocbWt34tdcw",
+	"/Hlus/vNqm21azs8ArFodQmQzh6BLa2snp+09jy5Ho7H47u4Awxodulrgdv0Luqap5A/u7bm7E/HRA6g",
+	"RBwwV2J7fMMSCCangjAPZbnT4rD5OIhEwDaOrY+rwDHJpfqzlQvcs2B8AJHlJFO3AgVYnoupbIief/jw",
+	"jrx49wYw58kTWOnJk8h7i4ZKlkXKskrtrtIQLkqeawATQm0Ui1i8zDmGgUxMgDxBx9+TyOM2eWIp/4nz",
+	"W/p1ubAGCbC1WJjqTPIE7ZAnpG88JpZ1DEDDd+bLh3onKZPDxWg6d71mYkEFeYKn9STsH2i2UDcqgKUu",
+	"y4ucq7nNBDMRcylCI+grFXLtEfnV2iqXjC3huoViOWAJzfmVYf4VySjzfsaGNykLIquaGJnHOeD4Rmwm",
+	"eQpA/BovM558EzgDavPePbpcMlfuac6F/IqONyxHsFNHcIyA6axtfYKqutHU0OmyMPKqGiNA+s1uwsEo",
+	"FmvuP/N2KrJ9/f0Mk6ACLsxzMXEpMqdXLBadvIOkj/3UKl/kwOCfFLAUl0JN4O8n5H3VX5kz034NC2sN",
+	"YajTtU7seIGLjsWCkH5yMh6T72nmVsInPSHvLKb6fMbMgJAWjTIdL0UWuqA6ncPKSbtgTUbkNZa+G2yA",
+	"e507Cp6zsc7OovJkRN5kpq1arQMdUh0s4rpGwI8zJhiOjHE9s20lXWhJIww+8IUF6fsfXpJnz559Z6uR",
+	"1alvZmZ+3+xupohtNYavEPe+bu02tng2VsYZ/YS8Dhp9cYfNIDC9bxo7cSXYTnuCS3+OTd+uuDchn2Ps",
+	"XQUf495oNIp7EYldH6vg25ubBNHpP0pWANb0NZ2R5HfzVzLAV/LPtkCypZqyINNCLpB0rji7VhEAeCpz",
+	"qximcmF9EcuCTfknnzIpZ0Rpaap5ScbVpUVg88pmPpCl3pQWuC24z/S4XusGP6k1mrf+G7IxMyTCwuGG",
+	"uULLel1rrW4VFmoZOjSwU4eIHzqEqNswdyiCVeqjh6Knk2fj5LS6xrp+GuYJ+QlEsIos9cgQOs2GK1kW",
+	"Qww0qInR4RApKhbmwhB+IIpFQGyv///H5Xj8LN1gcfAtS06DQU3YT+eawiH369NT8M3q8zkW9JOdzUFK",
+	"oXneNr+Fan9ksAj28cMDVwalqLkJLzTJPCYvjLyZVkv6vvYzpu1RgVYrjHaGAs13BUq+Hp+QH6lm13RF",
+	"7GgEM4UAu8tVgPFzB0gfbY7N0QNwQm74gN8LV8AriYWMT8Fx4w7qM0ngDMFsMAwjtFaNUKYzLgClJiTB",
+	"FgTBGJTj8dgbN/C84/F4PDCavB8sc4pdSs2r4xvWxyTBXkD/j8iUaRA2sA5irEIHJdfkgqaXNXuAmFFM",
+	"rqcn/b1kyDVwCJNJgU4IqO+WERZsWcistAN83r97OVR6lTvJbPmALDi8aB4LtVKaLUgfY0FLqudgRcNn",
+	"lF9G/KFsGRAlDVbgLIPQeYqqRmqVMtRO4BcuZiPyMxwQ2ABue2ouyzwjpTL7S66Ow92jmst1bobxiFDl",
+	"evHuTS/qXbFCGY3yeDQejUELlksm6JL3Jr1no/HombEq52jJHNUqAk0pUpPJaLLOCSjGVzS3vaCTd7+c",
+	"fSBHV8dHqF8efYb/bo6MPn70Gf+/OXI9BoCVf6iS0gHanoMK6XsH9xMT/QcJ5BvWYndMIx4STE/yAAHj",
+	"v6lk0g6wYUp/L7PVwSY0bCnOvKmbDjZwVpuA83Q8PvBOXqSXbfMiAqX1mlZ6JTpOTsxGmtb3Gz4K5vXg",
+	"LSe7b/FjRvCG73bf4IfgwA3Hz3bfsD4c5CbqfT3ucF84rgNHT5SLBS1WYLLbwwy6nhsUHQCp0ZkCM9B8",
+	"0/sItx5V5Xx3I5hkYg005Uwu5zIymt6w0gAt93WcVtkGx8bqwpklXFXaJBVZhCF/QUxNjatoRUsDpwQa",
+	"vZskn2+SVnqqXvNeiWmjovdmc3bU4SnHpLG0z69BorE5dY80s04zxq9gsXYXvQQ1zfsSzKvXb19/eL0h",
+	"Y1pxNnzUfSJtQ+n3n43/27Ql61l4FAFb0NmeZld8rmczHUZpsppiMvE+OgWCIPSQUdIgFkZoD5uyscTl",
+	"lNXtU+NgEncvhGsiuDVY3CfNNSeRfRGycwGPZspzh4ZtgV0w4ZHo1ojOHWdQHrKD7sJa9cNQHXq1k4nt",
+	"QajQDwPfxWILxbVQQm1390kHTX0AvggVmC6VzTTgG2P7ZljAYE1fvUdSWCOFMxNkcQ0Jd9JB2AHgoOLn",
+	"6LP5cHPk4yStqlZ9F/eK8E19FP5s6lYVi31Utbahuolcr3dZ24nzNqQFj54x3VQLhpEu4vLcO3UeHBHT",
+	"L0HFwjdlN05J44OakFonw41eilwRpjQ1YcosFq6he9AuEoNpJKXlbK5JuTz1ruTk6/EzcsaKK54yEsAr",
+	"sbLHp5+jdd/3O/KtEgemV+Lam2IiZiyCCaBEFuhWzaXSLhRZlQ7kON23IT4Yi1qLTLJfh8w6w/iRadsw",
+	"9B4p1D5h+/RUhwujAJUf9Om+oyfpr5gemGAGHrGZHHw9Xx1ywKqnu6bGrAGtyaWyhHZ1fBRMrVCtBGdi",
+	"BK7U38Y0G1rQ4jRaXSqy1q8WpxxVESksLM9MQMfOV4i8QyvHfBpQzvA6KfIVer5iYZ5tBlyZ0hybu1Aw",
+	"MpXFTGrNhEsqMxE0EytTPpUgMdGmjC1zuVowYeNMI9PIO8PkZWMqFWzhpjKsCUSu9CtGMzsXCx3sBV0w",
+	"A8DfNicG2BHUQYG/DTxwVR94vzYZ3k6833fCffN11R6PTATFzMDvcPlbvnAT8ztcjeGpzldXw/hvPt4j",
+	"t/Ct3BsotsqPq81vqVq7B9R5h5nct1AL9he+cE8HVaI2lb3OOQBKTYAIuIeNyFccBHXLHazD5NnYCnUb",
+	"qcS2DKRvSu+ioOQWu2Egfdf5RqM5xpV+hxvYoMNHMmjgEbvJwNeN/r+H+EuLSJuoHrWYXS/rIZ0gy7Yx",
+	"WIMBcROTwZ+wtfvnm6Q5NNTkkDDpXK7QBnQ/W1vk1FE/OMCFj1xhPKZOjMgPlOfKzmhMTsbfEWcnJDh6",
+	"NXg+rGbGwic2MTLxhYkY9Fax6FcNTjZax6CSYPINtCk/dVIblKFNUr73EFRj8CnaGARh42r4Dj721tu0",
+	"N48PSpiu2cNjlOoAUaqAhq+O1ySV9YJUXRwayr0MIjtynIA6KST2u2KFdXL5orooTDOVhVUcTPrD9hYQ",
+	"oLc6kqAadGbbACGxZGqtw+RkfEJ+lprgoSQ4CIcKn0S59FmR9uI6TZuIgGvm5AjY0+omHa6H1WpI//Sg",
+	"SF/14HiMax02rrVOAVGbJ0WXhagQ3YmTyLbJinyDJZNNi6PEULy9cKgbC4dbpi7U52gGtqAZgjIYNaOy",
+	"XWEznQ7wu9HBYHFzP4XvT6uTbeP5X1QR25tWvoTm9iPTmzhf09z2whI4kHdUz3s3Hxukxlq+2xYPpaUr",
+	"n2ZkS9wi4sfwoLAwTQEHVSmcb28Zi/X2l1Rg9nDKzMz3yMx6qzK/3HorO+J+hBreTtEBX7np/RuU5vLr",
+	"/gVIzQ3Ua6Q1D4FHYttJbBanD0xuu/EED7AzbfpcVAyaPcim2qxEF68ICo88YwCpOi2Yzb+oOimGFf6j",
+	"WFRmG9mHpr1e2GTsVZVW82C47ZQLjHCQvudUERqqGFPwfMrsrMmMe4DM3Nvn5D49LDt56WeqPSbmHjYx",
+	"t4MJd+QaAhx9tp9ujsIa+R2hDJev77uyWI+FzLNaWw9CXSGYq6iPxcWqqkGLDFFg9aO9C90vRm9GTdnW",
+	"kQmJXh/sHBKLGWZdeYdQzpU+7ULczU7Q9+7FH/2gHZsb7HaFhh2OHvWCne7ToHuWqtHNg2sKtrHOFl3B",
+	"d47uFO/0LKLe0qMetDSBPqkY4SIWWOVnq1tGtyfr167X7M4YYzDZnKugy3VTaNH33OweP3NtfR8DjLcO",
+	"MH75kOI/Dy+hznfaHn68g2XfpqifraWGrrc8sImOcAmvNfk1bfyx0jQWVcYTVSRR/B8sIb6VQq31QWRy",
+	"IEzzDjPCgoCWKOzM4RE58wPP4RI/El0DA0rsCDPMIx+atFYzWEAQnsUC1ZmqP73V703Y1Wcm1VOhstKQ",
+	"AJsQ0J8Tk+bkHXLmNf3IB9MKcV/jJGpyVMeCB13MeTAAubq83hIALJjEzvNOCFexwJ70BWhxgjw/IX/j",
+	"34du8eNnxKqt5IOUBBVXbwZZIyUWqKCxTyljmSLH5N/595t82WDJPab+fsFkX3i0n3e7Ld2XZ8agsVhl",
+	"sQ/MxgqJ4FgQjwanvqTcTTwHTnFIc6zzxh/zlG+Tp9zFHENWfYT9re/ic9nJnU0XExw95vLRHJsGtgzM",
+	"Gzu3hCH4WFzRHIfFGA5LrucyZxOMeYuVRWng6nhZ5NEVVCmH2lXOJ9YzT2tcr86czLNtaQ6mXcK2YpGE",
+	"aGp6PlSUw7D9CBe+MYgsMlac1mbJGL7ezNKxi4rtUtvMzveOK0YtQUWTTbfBq+/Kb5/vYrjfI3LdH9fF",
+	"9b+QQ8k/fxcbQwqr8bFH5tXCvCysnPLdnYt9hv86xXfgwokPl7pMWBucMdMWSV8WmFM9qLyyUSy4qE0v",
+	"WzChk4hcz1fY+Z16jfDatBMx3/VNHmt96tlapCiM47r0n4hU47KiWJhxWYNRV28yvGVjgMiqQf8C8SF4",
+	"E9sudIv+8Gi/dYwRrWkND+P4gTPc6vVx47waqfpMF4wuVGjY2S5pVGH5BiuGZ0DPZvBSZKohsE+Ql4df",
+	"qaCLky2nsIuYxPJ+Aned+55UyaDqIkq1r8RIYNmg3854Em4LtRcy50rLYjVApSGXM6MwjGLxmroGb6jA",
+	"YB2HIgnPJmRru6UIbEomtLtMr5bM/mTa2iQZ1dT9ysQVy+XSNMfxDZtMuy14JLascc83GcDHXxM7BjAW",
+	"pqLFKVpzDI2oEfnVdSxCAESEkuQtVXqIMB++eZXY9lux6CtrCONPZ9g0kbjGO66QZ4U8Eat4BqRgqsT2",
+	"aVNtDEUNh2baP9mmhogCBPtn+1ogsyaoOXYlhRy9SreMhdJyqQa3dPQZvAM8f+2GRW3399WKdTawTkuD",
+	"UYiZbS5A+K3mANyccrF1PPKmRATQeshibYMdhNLnM4FN1hCgFrG5MsmlA79Bc6zVDmunvkchRDUE/UvK",
+	"Ic0+6SPbzhOPty6I1pvabroNBSAhNnS3OFk/bsNTHqXRLmlkaCv0J1oKu/dUoWCU3Y4gw0YX4i0RB5ea",
+	"zYtYVG7EUlnja7OzahWI/BUNswUXOJouiWIhXXFSbfAD1SRnFAM6VJNFma43bO17uVcZo18pvGgY9JbN",
+	"2KedHNEIzebYx69+4t7u6EfbC3BV33sbO3RQuRtLfAyMNLZa3h0aCXqTP7Kz7sGRaiblg4RH3lfdamrt",
+	"nKtKkYpFYBuazSlcsTCREK5bx28NqrbUNTea6emLirZJo09QoU66drVxJTKgxVqemLhe6uZ+roOO63Dj",
+	"lBdKB1NUSOJSTpJY5J5/Z11HeJ3WGyvHwszeMZY+aME23Cw8P6tSUpDn+0EO63U8dygQaPPlyaL1mBPf",
+	"Hz2xpUCbHPxBmgXdoU3Q8YGZXDBo4LFV0CFbBXVx2q23NNntuNtUunaNI8H+8SYfqKvXzPU6osJlevsu",
+	"X9gewJUUVXsZNDrZPA39C7jZanN5tlLKozbQrfZhg0wextdmDnK3AdTQZ+h+U7JrG2vTZf7G2DLQY8zU",
+	"CCw1+6TR+wOMwOkJp9WFxibiSjEVi/Capvkr1r+vbOuVKuO6Nt4P7zSRgnzlmM/ECXxff7WQV4xoKUcE",
+	"3XtWEzBhBK+WwFqXbGlCDjTLWDYw8U6fz1obHed60Ap2XXvZKmO1YlE2suimzTlPD/N8kXz48HZEfgqG",
+	"bhSsCrWjUrdeIiwl2Lc2VWWN7YJ+aJLRQ22nhfWCXlnnvdNQfzH9211HFs/4+1OsmcFBTBEcp2PTVWdG",
+	"HEg0o1wMWlUoLMlxdnAsQImqhnrXefl999C6Xeesp4d//q4Y5mMHrbt00NpQiW78Fw1+WXSMD2XBmQBC",
+	"fPHuDRIH8uqoKmO200fhgb4LqPWOXB33Gjy+25vpE9NLPzLsCB4I7041v+A516sReZFj655YYJu6xDU9",
+	"wE77mBZQDWOo0tSkIKpMU6bC7dnmYZtb/MURH80JE9lScqEV6c8b+iMNgvXkUjW9L6PZED1mVr4a5//O",
+	"YSSkf5HL9JKLmcu7sLMYcKwDjmk4rUYtGElxuuHqtV7gcJtOzN98vPm/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
