@@ -29,7 +29,6 @@ type auditFlags struct {
 	eval           string
 	alloc          string
 	worker         string
-	json           bool
 	progress       bool
 	connectTimeout time.Duration
 	whatIf         string
@@ -97,7 +96,6 @@ See docs/audit.md.`,
 	fl.StringVar(&f.eval, "eval", "", "show this eval's history")
 	fl.StringVar(&f.alloc, "alloc", "", "show this alloc's history")
 	fl.StringVar(&f.worker, "worker", "", "show this worker's history")
-	fl.BoolVar(&f.json, "json", false, "print JSON instead of tables")
 	fl.BoolVar(&f.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for Kafka to answer")
 	fl.StringVar(&f.whatIf, "what-if", "", "re-decide the recorded commands with other settings and compare, e.g. strategy=binpack\n(keys: strategy, locality_wait, max_retry, alloc_ttl, starvation_age)")
@@ -181,7 +179,7 @@ func runAudit(cmd *cobra.Command, f auditFlags) error {
 	case whatIf != nil:
 		return printAuditWhatIf(out, stderr, f, whatIf, rep)
 	}
-	if f.json {
+	if global.json {
 		if rep.Violations == nil {
 			rep.Violations = []audit.Violation{}
 		}
@@ -333,7 +331,7 @@ func printAuditAt(w, stderr io.Writer, f auditFlags, rep *audit.Report) error {
 	}
 	v := audit.ViewPool(p, rep.CutTime)
 	auditNote(stderr, rep)
-	if f.json {
+	if global.json {
 		return auditJSON(w, struct {
 			Until string         `json:"until"`
 			View  audit.PoolView `json:"state"`
@@ -414,7 +412,7 @@ func printAuditHistory(w, stderr io.Writer, f auditFlags, ent audit.Entity, h *a
 			ent.Kind, ent.ID, where, rep.Until, rep.Summary.Events)
 	}
 	auditNote(stderr, rep)
-	if f.json {
+	if global.json {
 		if entries == nil {
 			entries = []audit.Entry{}
 		}
@@ -512,7 +510,7 @@ func parseAuditWhatIf(s string) (audit.WhatIfOptions, error) {
 func printAuditWhatIf(w, stderr io.Writer, f auditFlags, wi *audit.WhatIf, rep *audit.Report) error {
 	auditNote(stderr, rep)
 	rec, alt := wi.Run()
-	if f.json {
+	if global.json {
 		return auditJSON(w, struct {
 			WhatIf   string        `json:"what_if"`
 			Until    string        `json:"until"`
