@@ -17,6 +17,7 @@
 package schedloop
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,6 +91,17 @@ type Loop struct {
 	stats Stats
 
 	deleteTopics chan []string
+	// groupClient is the client the group callbacks get.
+	groupClient *kgo.Client
+	// unquarantined are quarantine copies of an aborted round, to write
+	// in the next one (the poison records are not fetched again).
+	unquarantined []quarantined
+}
+
+// quarantined is a quarantine copy of a poison record of part.
+type quarantined struct {
+	part *partition
+	rec  *kgo.Record
 }
 
 // partition is the fold of one owned partition and what the loop awaits.
@@ -104,6 +116,10 @@ type partition struct {
 	pending map[string]map[string]struct{}
 	// dirty pools got events since they were last decided.
 	dirty map[string]struct{}
+	// quarantineFrom is the group's committed offset at assignment: the
+	// poison records below it were copied to quarantine by a committed
+	// round of an earlier owner, so a rebuild does not copy them again.
+	quarantineFrom int64
 }
 
 // New connects the loop to Kafka. Run starts it.
@@ -144,11 +160,19 @@ func New(opts Options) (*Loop, error) {
 		kgo.ConsumerGroup(opts.Group),
 		kgo.ConsumeTopics(l.topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come through (applyLocked skips them): a
+		// partition whose committed end is a marker, as it is after any
+		// transactional append, is caught up only once the marker is
+		// seen.
+		kgo.KeepControlRecords(),
 		kgo.RequireStableFetchOffsets(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.TransactionalID(cfg.Deployment + "-scheduler-" + opts.InstanceID),
 		kgo.TransactionTimeout(cfg.TxnTimeout),
 		kgo.SessionTimeout(cfg.GroupSessionTimeout),
+		// Heartbeat well within the session (franz-go's default, 3s,
+		// exceeds a short session timeout and is refused).
+		kgo.HeartbeatInterval(min(3*time.Second, max(cfg.GroupSessionTimeout/3, 10*time.Millisecond))),
 		kgo.RebalanceTimeout(cfg.GroupSessionTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
@@ -167,38 +191,54 @@ func New(opts Options) (*Loop, error) {
 	return l, nil
 }
 
-// rewind starts every newly assigned partition at offset 0: the state is
-// rebuilt from the log, whatever offset was committed.
-func (l *Loop) rewind(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	for t, ps := range offsets {
-		for p := range ps {
-			offsets[t][p] = kgo.NewOffset().At(0).WithEpoch(-1)
-		}
-	}
-	return offsets, nil
-}
-
-func (l *Loop) assigned(ctx context.Context, _ *kgo.Client, as map[string][]int32) {
+// assigned only remembers the group's client: the partitions' state is
+// made by rewind, which runs once the group's offsets are stable.
+func (l *Loop) assigned(_ context.Context, cl *kgo.Client, as map[string][]int32) {
 	ps := as[l.topic]
 	if len(ps) == 0 {
 		return
 	}
-	ends, err := l.adm.ListCommittedOffsets(ctx, l.topic)
+	l.mu.Lock()
+	l.groupClient = cl
+	l.mu.Unlock()
+	l.log.Info("partitions assigned; rebuilding their state from the log", "partitions", ps)
+}
+
+// rewind starts every newly assigned partition at offset 0: the state is
+// rebuilt from the log, whatever offset was committed. It runs after the
+// group's committed offsets were fetched with RequireStableFetchOffsets,
+// i.e. after any transaction of the previous owner that commits offsets of
+// these partitions ended: only now do the committed end offsets, which the
+// partition must reach before deciding, include that owner's last
+// decisions. (OnPartitionsAssigned runs before that fetch: end offsets
+// listed there can miss them, and the new owner would decide again what
+// the old one had just decided.)
+func (l *Loop) rewind(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	if len(offsets[l.topic]) == 0 {
+		return offsets, nil
+	}
+	l.mu.Lock()
+	cl := l.groupClient
+	l.mu.Unlock()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, l.topic)
 	if err != nil {
 		l.log.Warn("list committed end offsets on assignment; deciding once caught up with what is fetched", "err", err)
 	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, p := range ps {
+	for p, o := range offsets[l.topic] {
 		var ready int64
-		if o, ok := ends.Lookup(l.topic, p); ok && o.Err == nil {
-			ready = o.Offset
+		if e, ok := ends.Lookup(l.topic, p); ok && e.Err == nil {
+			ready = e.Offset
 		}
+		// o is the committed offset (negative without a commit).
 		l.parts[p] = &partition{id: p, st: state.New(), ready: ready, since: now,
-			pending: make(map[string]map[string]struct{}), dirty: make(map[string]struct{})}
+			quarantineFrom: max(o.EpochOffset().Offset, 0),
+			pending:        make(map[string]map[string]struct{}), dirty: make(map[string]struct{})}
+		offsets[l.topic][p] = kgo.NewOffset().At(0).WithEpoch(-1)
 	}
-	l.log.Info("partitions assigned; rebuilding their state from the log", "partitions", ps)
+	return offsets, nil
 }
 
 func (l *Loop) revoked(_ context.Context, _ *kgo.Client, rs map[string][]int32) {
@@ -225,6 +265,18 @@ func (l *Loop) Close() { l.sess.Close() }
 
 // Run decides until ctx is done.
 func (l *Loop) Run(ctx context.Context) error {
+	// Take over the transactional id now, which aborts a previous
+	// incarnation's unfinished transaction at once. franz-go would do it
+	// only before this instance's first write: until then that
+	// transaction holds back every read_committed reader of what it wrote
+	// to (and, if it had committed offsets, this instance's own
+	// assignment), up to the broker's transaction timeout.
+	if _, _, err := l.sess.Client().ProducerID(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("scheduler: initialize the transactional producer: %w", err)
+	}
 	go l.topicDeleter(ctx)
 	for ctx.Err() == nil {
 		if err := l.round(ctx); err != nil {
@@ -247,13 +299,21 @@ func (l *Loop) round(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	var quarantine []*kgo.Record
+	var quarantine []quarantined
 	fetches.EachError(func(t string, p int32, err error) {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			l.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		}
 	})
 	l.mu.Lock()
+	// Copies of an aborted round go again, for partitions still owned
+	// (a new owner copies what was not committed itself).
+	for _, q := range l.unquarantined {
+		if l.parts[q.part.id] == q.part {
+			quarantine = append(quarantine, q)
+		}
+	}
+	l.unquarantined = nil
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		part := l.parts[fp.Partition]
 		if part == nil {
@@ -261,7 +321,7 @@ func (l *Loop) round(ctx context.Context) error {
 		}
 		for _, r := range fp.Records {
 			if q := l.applyLocked(part, r); q != nil {
-				quarantine = append(quarantine, q)
+				quarantine = append(quarantine, quarantined{part: part, rec: q})
 			}
 		}
 	})
@@ -272,9 +332,13 @@ func (l *Loop) round(ctx context.Context) error {
 		return nil
 	}
 	for _, q := range quarantine {
-		out = append(out, q)
+		out = append(out, q.rec)
 	}
-	return l.commit(ctx, out, commitHooks)
+	committed, err := l.commit(ctx, out, commitHooks)
+	if !committed {
+		l.unquarantined = quarantine
+	}
+	return err
 }
 
 // applyLocked folds one record into its partition. It returns a quarantine
@@ -284,11 +348,18 @@ func (l *Loop) applyLocked(part *partition, r *kgo.Record) *kgo.Record {
 		return nil // re-delivered after an aborted transaction: already folded
 	}
 	part.next = r.Offset + 1
+	if r.Attrs.IsControl() {
+		return nil // a transaction marker: it only moves the position
+	}
 	l.stats.Applied++
 	pos := events.Position{Partition: r.Partition, Offset: r.Offset}
 	e, err := events.FromRecord(r)
 	if err != nil {
 		l.stats.Poison++
+		if r.Offset < part.quarantineFrom {
+			l.log.Warn("skipping poison record, quarantined before", "partition", r.Partition, "offset", r.Offset, "err", err)
+			return nil
+		}
 		l.log.Error("skipping poison record; copied to quarantine", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return &kgo.Record{Topic: l.cfg.Topics.Quarantine(), Key: r.Key, Value: r.Value,
 			Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
@@ -395,9 +466,15 @@ func (l *Loop) count(d scheduler.Decision) {
 // commit writes a round's records in one transaction with the consumed
 // offsets. On success the pools await their events; on abort nothing
 // happened and they decide again.
-func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingRound) error {
+func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingRound) (bool, error) {
+	// A round that started finishes even if ctx is cancelled (SIGTERM):
+	// a transaction abandoned half-way would hold back every
+	// read_committed reader of its partitions until the broker times it
+	// out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(l.cfg.TxnTimeout, time.Second))
+	defer cancel()
 	if err := l.sess.Begin(); err != nil {
-		return fmt.Errorf("scheduler: begin transaction: %w", err)
+		return false, fmt.Errorf("scheduler: begin transaction: %w", err)
 	}
 	// Mark pools in flight before producing so that a concurrent fetch in
 	// the next round cannot race them.
@@ -439,7 +516,7 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 	}
 	l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("scheduler: end transaction: %w", err)
+		return committed, fmt.Errorf("scheduler: end transaction: %w", err)
 	}
 	if committed {
 		for _, r := range rounds {
@@ -452,7 +529,7 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 			}
 		}
 	}
-	return nil
+	return committed, nil
 }
 
 func sameSet(a, b map[string]struct{}) bool {
@@ -485,11 +562,22 @@ func (l *Loop) topicDeleter(ctx context.Context) {
 }
 
 func (l *Loop) deliveryRecord(a events.AllocRecord) *kgo.Record {
-	v, _ := json.Marshal(a) // plain struct: cannot fail
+	v := marshalRecord(a)
 	return &kgo.Record{Topic: l.cfg.Topics.WorkerAllocs(a.PoolID, a.WorkerID), Partition: 0, Key: []byte(a.WorkerID), Value: v}
 }
 
 func (l *Loop) deadLetterRecord(d events.DeadLetterRecord) *kgo.Record {
-	v, _ := json.Marshal(d) // plain struct: cannot fail
+	v := marshalRecord(d)
 	return &kgo.Record{Topic: l.cfg.Topics.DeadEvals(), Partition: 0, Key: []byte(d.PoolID), Value: v}
+}
+
+// marshalRecord encodes an alloc or dead-letter record as the events are
+// encoded: without escaping <, > and &, so that the payload reaches the
+// worker with the bytes it has on the log.
+func marshalRecord(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // plain struct: cannot fail
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -172,6 +172,23 @@ func (p *SchedulerProcess) Pid() int { return p.cmd.Process.Pid }
 // Log returns what the process wrote to stdout and stderr so far.
 func (p *SchedulerProcess) Log() string { return p.log.String() }
 
+// WaitLog waits up to timeout until the process's output contains s, and
+// reports whether it did.
+func (p *SchedulerProcess) WaitLog(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Log(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-p.done:
+			return strings.Contains(p.Log(), s)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 // Exited reports whether the process ended, and how.
 func (p *SchedulerProcess) Exited() (bool, error) {
 	select {
