@@ -3,9 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -159,49 +157,164 @@ func deref(d Data) Data {
 	return d
 }
 
+// strictJSON decodes the JSON object b into v, refusing unknown, repeated
+// or wrongly cased keys and trailing data. (The data structs have no nested
+// objects of their own, so checking the top level is checking every level.)
 func strictJSON(b []byte, v any) error {
 	if err := exactKeys(b, v); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+	return json.Unmarshal(b, v)
+}
+
+// exactKeys rejects what encoding/json forgives: a top-level key that
+// matches a field only case-insensitively, and a repeated key. It scans the
+// object's top level once, without allocating; anything that is not a
+// well-formed object is left for Decode to report.
+func exactKeys(b []byte, v any) error {
+	allowed := jsonFields(reflect.TypeOf(v))
+	var seen [16]string
+	n := 0
+	var extra map[string]bool
+	ok := scanTopKeys(b, func(raw []byte, escaped bool) error {
+		key := string(raw)
+		if escaped {
+			if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &key); err != nil {
+				return err
+			}
+		}
+		if !allowed[key] {
+			return fmt.Errorf("json: unknown field %q", key)
+		}
+		for _, k := range seen[:n] {
+			if k == key {
+				return fmt.Errorf("json: repeated field %q", key)
+			}
+		}
+		if extra[key] {
+			return fmt.Errorf("json: repeated field %q", key)
+		}
+		if n < len(seen) {
+			seen[n] = key
+			n++
+		} else {
+			if extra == nil {
+				extra = make(map[string]bool)
+			}
+			extra[key] = true
+		}
+		return nil
+	})
+	return ok
+}
+
+// scanTopKeys calls fn with each key of the JSON object in b, raw (without
+// quotes; escaped tells whether it holds a backslash escape). It returns
+// fn's first error, and nil for input that is not a well-formed object.
+func scanTopKeys(b []byte, fn func(key []byte, escaped bool) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after JSON value")
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return nil
+		}
+		end, escaped := scanString(b, i)
+		if end < 0 {
+			return nil
+		}
+		if err := fn(b[i+1:end-1], escaped); err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return nil
+		}
+		i = skipValue(b, skipSpace(b, i+1))
+		if i < 0 {
+			return nil
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return nil
+		default:
+			return nil
+		}
 	}
 	return nil
 }
 
-// exactKeys rejects what encoding/json forgives: a top-level key that
-// matches a field only case-insensitively, and a repeated key.
-func exactKeys(b []byte, v any) error {
-	allowed := jsonFields(reflect.TypeOf(v))
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil // not an object: Decode reports it
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
-	seen := make(map[string]bool, len(allowed))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := t.(string)
-		if !allowed[key] {
-			return fmt.Errorf("json: unknown field %q", key)
-		}
-		if seen[key] {
-			return fmt.Errorf("json: repeated field %q", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
+	return i
+}
+
+// scanString returns the index just past the string starting at b[i] (a
+// quote), or -1 if it is not terminated.
+func scanString(b []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
 		}
 	}
-	return nil
+	return -1, escaped
+}
+
+// skipValue returns the index just past the JSON value starting at b[i], or
+// -1 if it is malformed in a way that matters for scanning.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		end, _ := scanString(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _ := scanString(b, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		return j
+	}
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]bool
