@@ -56,6 +56,10 @@ type Options struct {
 	// Tick is how often deadlines are checked even without new events;
 	// default 250ms (the issue asks for at least every second).
 	Tick time.Duration
+	// MaxPollRecords caps the records one round folds, so that a round
+	// (and a shutdown, and a rebalance, which wait for it) stays short
+	// while a partition is rebuilt; default 10,000.
+	MaxPollRecords int
 	// MaxRoundEvents caps the events one transaction carries, so that
 	// transactions stay short under load; default 20,000.
 	MaxRoundEvents int
@@ -132,6 +136,9 @@ func New(opts Options) (*Loop, error) {
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
+	}
+	if opts.MaxPollRecords <= 0 {
+		opts.MaxPollRecords = 10000
 	}
 	if opts.MaxRoundEvents <= 0 {
 		opts.MaxRoundEvents = 20000
@@ -293,7 +300,7 @@ func (l *Loop) Run(ctx context.Context) error {
 // every pool that may decide, and commits the decisions in one transaction.
 func (l *Loop) round(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, l.opts.Tick)
-	fetches := l.sess.PollFetches(pctx)
+	fetches := l.sess.PollRecords(pctx, l.opts.MaxPollRecords)
 	cancel()
 	defer l.sess.AllowRebalance()
 	if ctx.Err() != nil {

@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/line-sched/line/app"
 	"github.com/line-sched/line/config"
@@ -23,15 +21,24 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	rebuild, err := parseFlags(os.Args[1:])
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "projector:", err)
-		os.Exit(1)
+		os.Exit(2)
 	}
+	app.Main("projector", func(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+		ln, err := httpapi.Listen(cfg.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		return app.Projector(ctx, cfg, cfg.Brokers, ln, log, app.ProjectorOptions{Rebuild: rebuild})
+	})
 }
 
-func run(args []string) error {
+// parseFlags reads --rebuild; --help prints the usage and exits 0.
+func parseFlags(args []string) (rebuild bool, err error) {
 	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
-	rebuild := fs.Bool("rebuild", false, "wipe the views and rebuild them from offset 0")
+	fs.BoolVar(&rebuild, "rebuild", false, "wipe the views and rebuild them from offset 0")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: projector [--rebuild]
 
@@ -49,26 +56,12 @@ Flags:
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			os.Exit(0)
 		}
-		return err
+		return false, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+		return false, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	if len(cfg.Brokers) == 0 {
-		return errors.New("LINE_KAFKA_BROKERS is not set: point it at Kafka (host:port,...), or run `line dev` for everything on an embedded broker")
-	}
-	ln, err := httpapi.Listen(cfg.HTTPAddr)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	return app.Projector(ctx, cfg, cfg.Brokers, ln, log, app.ProjectorOptions{Rebuild: *rebuild})
+	return rebuild, nil
 }
