@@ -15,9 +15,16 @@ run:
 test:
 	$(GO) test -race -count=1 -timeout 45m $(PKGS)
 
-## bench: Go benchmarks of the pure core (medians over COUNT runs)
+# bench: BENCH_OUT gets results.json, logs and profiles; BENCH_ARGS adds
+# flags to `line bench` (e.g. --evals 100000, --profile=false, --small).
+BENCH_OUT  ?= bench-out
+BENCH_ARGS ?=
+
+## bench: the pure core's Go benchmarks at full size (go test -bench -benchmem, COUNT runs,
+## medians) and the end-to-end scenarios on the embedded broker (line bench; see BENCHMARKS.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./scheduler/ ./state/
+	$(GO) build -o bin/line ./cmd/line
+	./bin/line bench --runs $(COUNT) --core-benchtime $(BENCHTIME) --out $(BENCH_OUT) $(BENCH_ARGS) all
 
 ## bench-smoke: compile and run every benchmark once at a tiny size (CI)
 bench-smoke:

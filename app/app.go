@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/line-sched/line/bootstrap"
 	"github.com/line-sched/line/broker"
@@ -170,11 +171,38 @@ func Scheduler(ctx context.Context, cfg config.Config, brokers []string, log *sl
 	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
 		return err
 	}
+	log.Info("scheduler running", "group", cfg.Deployment+"-scheduler")
+	// A loop whose transactional producer failed (franz-go's errors from
+	// ending a transaction are final for that producer) is replaced by a
+	// new one with the same id: it fences what is left of the old one,
+	// rebuilds its partitions from the log and goes on. The log is the
+	// truth, so nothing is lost or placed twice.
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		err := runSchedulerOnce(ctx, cfg, brokers, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Error("scheduler loop failed; starting a new one", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// runSchedulerOnce runs one scheduler loop until ctx is done or it fails.
+func runSchedulerOnce(ctx context.Context, cfg config.Config, brokers []string, log *slog.Logger) error {
 	loop, err := schedloop.New(schedloop.Options{Config: cfg, Brokers: brokers, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer loop.Close()
-	log.Info("scheduler running", "group", cfg.Deployment+"-scheduler")
-	return loop.Run(ctx)
+	if err := loop.Run(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() == nil {
+		return errors.New("scheduler loop stopped")
+	}
+	return nil
 }

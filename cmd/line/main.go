@@ -28,6 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd())
+	root.AddCommand(newDevCmd(), newAuditCmd(), newBenchCmd())
+	addClientCommands(root)
 	return root
 }

@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/line-sched/line/events"
+)
+
+// c1m registers Workers workers (timed), submits Evals evals through the
+// batch endpoint and measures until every alloc is readable on its worker
+// topic (timed on the alloc.placed events, committed in the same
+// transaction, then checked on the worker topics); then it measures the broker limit on the same broker. The last
+// run's line dev stays up as the history of replay and takeover when
+// keep is set.
+func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) {
+	o := r.o
+	res := newResult("c1m")
+	res.Params["workers"], res.Params["evals"], res.Params["batch"], res.Params["batch_concurrency"] = o.Workers, o.Evals, o.BatchSize, o.BatchConc
+	res.Params["strategy"], res.Params["locality_wait"], res.Params["datasets"], res.Params["headroom"] = o.Strategy, o.LocalityWait.String(), o.Datasets, o.Headroom
+	gen := newEvalGen("", o.Datasets, 0)
+	specs := make([]evalSpec, o.Evals)
+	var total int64
+	for i := range specs {
+		specs[i] = gen.next()
+		total += specs[i].Size
+	}
+	capacity := max(int64(math.Ceil(float64(total)*o.Headroom/float64(o.Workers))), 4)
+	res.Params["capacity"] = capacity
+	topics, _ := events.NewTopics(benchDeployment)
+	for run := 1; run <= runs; run++ {
+		last := run == runs && keep
+		if err := r.c1mRun(ctx, res, run, specs, capacity, topics, last); err != nil {
+			return res, err
+		}
+	}
+	res.gate("c1m end to end", "end to end", 120, false, "s")
+	res.gate("c1m line dev peak RSS", "line dev peak RSS", 1024, false, "MiB")
+	res.note("line dev runs broker, ingest, projector and scheduler in one process: its peak RSS (VmHWM) is every service's together, the broker's in-memory log included")
+	res.note("TTLs are 6h and no heartbeats are sent: nothing expires during a run; evals carry no payload")
+	return res, nil
+}
+
+func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalSpec, capacity int64, topics events.Topics, keep bool) (err error) {
+	o := r.o
+	dir, err := mkdir(o.Out, fmt.Sprintf("c1m-run%d", run))
+	if err != nil {
+		return err
+	}
+	dev, err := startChild(ctx, o.Launch, RoleDev, systemEnv(dir+"/data"), dir+"/line-dev.log")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if keep && err == nil {
+			r.dropHistory()
+			r.hist = &history{dir: dir, dev: dev, brokers: dev.ready.Kafka, pool: "c1m", evals: len(specs), workers: o.Workers}
+			return
+		}
+		_ = dev.stop(time.Minute)
+		if !o.Keep {
+			_ = os.RemoveAll(dir + "/data")
+		}
+	}()
+	api := newAPI("http://"+dev.ready.HTTP, max(o.BatchConc, o.RegisterConc)+2)
+	defer api.close()
+	if err := api.waitHealthy(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	if err := api.createPool(ctx, "c1m", o.Strategy, o.LocalityWait); err != nil {
+		return err
+	}
+	r.logf("c1m run %d: registering %d workers (capacity %d)", run, o.Workers, capacity)
+	t := time.Now()
+	if err := api.registerWorkers(ctx, "c1m", workerSpecs(o.Workers, capacity, o.Datasets), o.RegisterConc); err != nil {
+		return err
+	}
+	reg := time.Since(t)
+	res.add("register workers", "s", reg.Seconds())
+	res.add("register rate", "workers/s", float64(o.Workers)/reg.Seconds())
+	w, err := watchPlaced(dev.ready.Kafka, topics)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	if o.Profile {
+		if err := dev.startCPU(ctx); err != nil {
+			return err
+		}
+	}
+	cpu0 := childCPU(ctx, dev)
+	r.logf("c1m run %d: workers registered in %.1fs; submitting %d evals in batches of %d", run, reg.Seconds(), len(specs), o.BatchSize)
+	t0 := time.Now()
+	pctx, stopProgress := context.WithCancel(ctx)
+	go func() {
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-time.After(10 * time.Second):
+				r.logf("c1m run %d: submitting; %d allocs readable after %.0fs", run, w.count.Load(), time.Since(t0).Seconds())
+			}
+		}
+	}()
+	submitted, err := submitBatches(ctx, api, "c1m", specs, o.BatchSize, o.BatchConc)
+	stopProgress()
+	if err != nil {
+		return dev.wrap(err)
+	}
+	acked := time.Since(t0)
+	if submitted != len(specs) {
+		return fmt.Errorf("submitted %d evals, %d accepted", len(specs), submitted)
+	}
+	r.logf("c1m run %d: all %d evals acknowledged after %.1fs (%.0f evals/s); waiting for the allocs", run, submitted, acked.Seconds(), float64(submitted)/acked.Seconds())
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
+	end, err := w.waitCount(wctx, int64(len(specs)), func(n int64) {
+		r.logf("c1m run %d: %d allocs readable after %.0fs", run, n, time.Since(t0).Seconds())
+		if e := dev.exited(); e != nil {
+			cancel()
+		}
+	})
+	cancel()
+	if err != nil {
+		return dev.wrap(err)
+	}
+	e2e := end.Sub(t0)
+	res.add("end to end", "s", e2e.Seconds())
+	res.add("evals/s", "evals/s", float64(len(specs))/e2e.Seconds())
+	res.add("submit (acks)", "s", acked.Seconds())
+	res.add("submit rate (acks)", "evals/s", float64(len(specs))/acked.Seconds())
+	res.add("line dev CPU", "cpu-s", childCPU(ctx, dev)-cpu0)
+	if d := w.dups.Load(); d > 0 {
+		res.note("run %d: %d duplicate alloc.placed events", run, d)
+	}
+	st, err := dev.status(ctx)
+	if err != nil {
+		return err
+	}
+	res.add("line dev peak RSS", "MiB", mib(st.Peak()))
+	res.add("line dev Go heap in use", "MiB", mib(int64(st.HeapInuse)))
+	if o.Profile {
+		p := fmt.Sprintf("%s/c1m-run%d.cpu.pprof", o.Out, run)
+		if err := dev.stopCPU(ctx, p); err != nil {
+			return err
+		}
+		h := fmt.Sprintf("%s/c1m-run%d.heap.pprof", o.Out, run)
+		if err := dev.heap(ctx, h); err != nil {
+			return err
+		}
+		if run == 1 {
+			r.topProfile(res, p, "")
+			r.topProfile(res, h, "inuse_space")
+		}
+	}
+	if behind, err := viewsBehind(ctx, api, dev.ready.Kafka, topics.Events(), "c1m"); err == nil {
+		res.add("views behind the log at the end", "events", float64(behind))
+	} else {
+		res.note("run %d: views lag unknown: %v", run, err)
+	}
+	if rs, err := schedulerRounds(ctx, dev.ready.Kafka, topics.Events(), "c1m"); err == nil && rs.Rounds > 0 {
+		res.add("scheduler rounds", "rounds", float64(rs.Rounds))
+		res.add("round: placements (p50)", "placements", rs.PlacedP50)
+		res.add("round: decide+encode (p50)", "ms", rs.DecideToProduce[0])
+		res.add("round: produce+commit (p50)", "ms", rs.ProduceToCommit[0])
+		res.add("round: commit to next decision (p50)", "ms", rs.CommitToNextDecide[0])
+		res.add("first submit to first decision", "ms", rs.FirstSubmitToFirstDecide)
+		res.note("run %d rounds (from the log: decision time in the events, record timestamps, commit markers): %s", run, rs)
+	} else if err != nil {
+		res.note("run %d: round breakdown unavailable: %v", run, err)
+	}
+	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), peak RSS %.0f MiB; checking the worker topics", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), mib(st.Peak()))
+	// Every alloc must be on its worker topic, once.
+	ww, err := watchAllocs(dev.ready.Kafka, topics, nil, false)
+	if err != nil {
+		return err
+	}
+	vctx, vcancel := context.WithTimeout(ctx, 20*time.Minute)
+	_, err = ww.waitCount(vctx, int64(len(specs)), nil)
+	vcancel()
+	time.Sleep(time.Second) // let duplicates, if any, arrive
+	ww.close()
+	if err != nil {
+		return fmt.Errorf("worker topics: %w", err)
+	}
+	if d := ww.dups.Load(); d > 0 {
+		res.note("run %d: %d duplicate alloc records on worker topics", run, d)
+	}
+	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates", run, ww.count.Load(), ww.dups.Load())
+	r.logf("c1m run %d: measuring the broker limit", run)
+	cp, err := brokerCopy(ctx, dev.ready.Kafka, len(specs), o.BatchSize, 20000)
+	if err != nil {
+		return fmt.Errorf("broker limit: %w", err)
+	}
+	copyRate := float64(cp.Records) / cp.Copy.Seconds()
+	res.add("broker limit: txn copy", "records/s", copyRate)
+	res.add("broker limit: txn fill", "records/s", float64(cp.Records)/cp.Fill.Seconds())
+	res.add("ratio evals/s : copy records/s", "x", float64(len(specs))/e2e.Seconds()/copyRate)
+	r.logf("c1m run %d: broker limit: copy %.0f records/s (%d txns), fill %.0f records/s", run, copyRate, cp.Transactions, float64(cp.Records)/cp.Fill.Seconds())
+	return nil
+}
+
+// viewsBehind is how many offsets of the pool's partition the projector's
+// views (X-Line-Index of GET /v1/pools/{pool}) are behind the committed end.
+func viewsBehind(ctx context.Context, api *apiClient, brokers []string, topic, pool string) (int64, error) {
+	ends, err := committedEnd(ctx, brokers, topic)
+	if err != nil {
+		return 0, err
+	}
+	part := events.PartitionFor(pool, int32(len(ends)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.base+"/v1/pools/"+pool, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := api.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	var applied int64 = -1
+	for _, pos := range strings.Split(resp.Header.Get("X-Line-Index"), ",") {
+		if p, err := events.ParsePosition(strings.TrimSpace(pos)); err == nil && p.Partition == part {
+			applied = p.Offset
+		}
+	}
+	return ends[part] - 1 - applied, nil
+}
+
+// childCPU is the CPU seconds the child used so far (0 if unknown).
+func childCPU(ctx context.Context, c *child) float64 {
+	st, err := c.status(ctx)
+	if err != nil {
+		return 0
+	}
+	return st.CPU
+}
+
+// submitBatches posts specs in batches of size with conc concurrent
+// requests and returns how many evals were accepted.
+func submitBatches(ctx context.Context, api *apiClient, pool string, specs []evalSpec, size, conc int) (int, error) {
+	var (
+		next     atomic.Int64
+		accepted atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		first    error
+	)
+	nb := (len(specs) + size - 1) / size
+	for range max(conc, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= nb || ctx.Err() != nil {
+					return
+				}
+				batch := specs[b*size : min((b+1)*size, len(specs))]
+				status, body, err := api.do(ctx, http.MethodPost, "/v1/pools/"+pool+"/evals/batch", batchBody(batch))
+				if err == nil && status != http.StatusAccepted {
+					if len(body) > 512 {
+						body = body[:512]
+					}
+					err = fmt.Errorf("batch %d: %d %s", b, status, body)
+				}
+				var out struct {
+					Count int `json:"count"`
+				}
+				if err == nil {
+					err = json.Unmarshal(body, &out)
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				accepted.Add(int64(out.Count))
+			}
+		}()
+	}
+	wg.Wait()
+	return int(accepted.Load()), first
+}
