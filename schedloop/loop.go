@@ -184,6 +184,11 @@ func New(opts Options) (*Loop, error) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.FetchMaxWait(100 * time.Millisecond),
+		// A round that delivers to worker topics it has not produced to
+		// yet waits for their metadata; the unknown topics of a round are
+		// loaded in one request, and a short minimum age keeps the next
+		// round's new topics from waiting franz-go's default 5s.
+		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.AdjustFetchOffsetsFn(l.rewind),
 		kgo.OnPartitionsAssigned(l.assigned),
 		kgo.OnPartitionsRevoked(l.revoked),
