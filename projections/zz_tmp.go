@@ -1,5 +1,0 @@
-package projections
-
-import "github.com/cockroachdb/pebble/v2"
-
-var _ = pebble.Open
