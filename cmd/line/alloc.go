@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -75,13 +76,7 @@ func newAllocShowCmd() *cobra.Command {
 		Use:   "show POOL ALLOC",
 		Short: "Show an alloc: placement, deadline, completion or expiry",
 		Args:  cobra.ExactArgs(2),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			a, _, err := c.GetAlloc(ctx, args[0], args[1], client.Q{})
 			if err != nil {
 				return err

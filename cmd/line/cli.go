@@ -127,6 +127,20 @@ func withHints(f func(cmd *cobra.Command, args []string) error) func(*cobra.Comm
 	return func(cmd *cobra.Command, args []string) error { return explain(f(cmd, args)) }
 }
 
+// withClient is withHints for a command that calls the API: it passes a
+// client for --addr and a context bounded by callTimeout.
+func withClient(f func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return withHints(func(cmd *cobra.Command, args []string) error {
+		c, err := apiClient()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := callCtx(cmd)
+		defer cancel()
+		return f(ctx, cmd, c, args)
+	})
+}
+
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

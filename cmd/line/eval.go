@@ -320,13 +320,7 @@ func newEvalShowCmd() *cobra.Command {
 		Use:   "show POOL EVAL",
 		Short: "Show an eval with its current (or last) alloc",
 		Args:  cobra.ExactArgs(2),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			e, _, err := c.GetEval(ctx, args[0], args[1], client.Q{})
 			if err != nil {
 				return err
@@ -395,13 +389,7 @@ func newEvalDeadCmd() *cobra.Command {
 		Use:   "dead-letters",
 		Short: "List dead-lettered evals (of every pool, or of --pool)",
 		Args:  cobra.NoArgs,
-		RunE: withHints(func(cmd *cobra.Command, _ []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, _ []string) error {
 			evals, err := listEvals(ctx, limit, func(ctx context.Context, p client.Page) (*api.EvalList, error) {
 				l, _, err := c.ListDeadLetters(ctx, pool, p, client.Q{})
 				return l, err

@@ -67,13 +67,7 @@ func newPoolListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List the pools",
 		Args:  cobra.NoArgs,
-		RunE: withHints(func(cmd *cobra.Command, _ []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, _ []string) error {
 			pools, err := client.All(ctx, 1000, func(ctx context.Context, p client.Page) ([]api.Pool, *string, error) {
 				l, _, err := c.ListPools(ctx, p, client.Q{})
 				if err != nil {
@@ -102,13 +96,7 @@ func newPoolShowCmd() *cobra.Command {
 		Use:   "show POOL",
 		Short: "Show a pool: status, settings and counters",
 		Args:  cobra.ExactArgs(1),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			p, _, err := c.GetPool(ctx, args[0], client.Q{})
 			if err != nil {
 				return err
@@ -145,13 +133,7 @@ func newPoolDisbandCmd() *cobra.Command {
 		Use:   "disband POOL",
 		Short: "Disband a pool: pending evals are rejected, running allocs may finish",
 		Args:  cobra.ExactArgs(1),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			res, err := c.DisbandPool(ctx, args[0])
 			if err != nil {
 				return err

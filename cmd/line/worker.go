@@ -34,13 +34,7 @@ func newWorkerListCmd() *cobra.Command {
 		Use:   "list POOL",
 		Short: "List the registered workers of a pool",
 		Args:  cobra.ExactArgs(1),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			ws, err := client.All(ctx, 1000, func(ctx context.Context, p client.Page) ([]api.Worker, *string, error) {
 				l, _, err := c.ListWorkers(ctx, args[0], minFree, p, client.Q{})
 				if err != nil {
@@ -71,13 +65,7 @@ func newWorkerShowCmd() *cobra.Command {
 		Use:   "show POOL WORKER",
 		Short: "Show a worker with its running allocs and replicas",
 		Args:  cobra.ExactArgs(2),
-		RunE: withHints(func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
+		RunE: withClient(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			w, _, err := c.GetWorker(ctx, args[0], args[1], client.Q{})
 			if err != nil {
 				return err
