@@ -43,8 +43,13 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 		}
 	}
 	res.gate("c1m end to end", "end to end", 120, false, "s")
-	res.gate("c1m line dev peak RSS", "line dev peak RSS", 1024, false, "MiB")
-	res.note("line dev runs broker, ingest, projector and scheduler in one process: its peak RSS (VmHWM) is every service's together, the broker's in-memory log included")
+	res.Params["topology"] = string(o.Topology)
+	res.gate("c1m every service < 1 GiB RSS", "largest service peak RSS", 1024, false, "MiB")
+	if o.Topology == TopologyDev {
+		res.note("topology dev: line dev runs broker, ingest, projector and scheduler in one process: its peak RSS (VmHWM) is every service's together, the broker's in-memory log included")
+	} else {
+		res.note("topology services: broker, ingest, projector and scheduler each run as their own process; the RSS gate is on the largest of ingest, projector and scheduler (the embedded broker stands in for Kafka and is reported, not gated)")
+	}
 	res.note("TTLs are 6h and no heartbeats are sent: nothing expires during a run; evals carry no payload")
 	return res, nil
 }
@@ -55,22 +60,27 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	if err != nil {
 		return err
 	}
-	dev, err := startChild(ctx, o.Launch, RoleDev, systemEnv(dir+"/data"), dir+"/line-dev.log")
+	sys, err := startSystem(ctx, o.Launch, o.Topology, dir)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if keep && err == nil {
-			r.dropHistory()
-			r.hist = &history{dir: dir, dev: dev, brokers: dev.ready.Kafka, pool: "c1m", evals: len(specs), workers: o.Workers}
-			return
+			holder, serr := sys.stopServices(time.Minute)
+			if serr == nil {
+				r.dropHistory()
+				r.hist = &history{dir: dir, dev: holder, brokers: sys.kafka, pool: "c1m", evals: len(specs), workers: o.Workers}
+				return
+			}
+			err = serr
 		}
-		_ = dev.stop(time.Minute)
+		_ = sys.stop(time.Minute)
 		if !o.Keep {
 			_ = os.RemoveAll(dir + "/data")
+			_ = os.RemoveAll(dir + "/views")
 		}
 	}()
-	api := newAPI("http://"+dev.ready.HTTP, max(o.BatchConc, o.RegisterConc)+2)
+	api := newAPI(sys.commands, max(o.BatchConc, o.RegisterConc)+2)
 	defer api.close()
 	if err := api.waitHealthy(ctx, 2*time.Minute); err != nil {
 		return err
@@ -86,17 +96,17 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	reg := time.Since(t)
 	res.add("register workers", "s", reg.Seconds())
 	res.add("register rate", "workers/s", float64(o.Workers)/reg.Seconds())
-	w, err := watchPlaced(dev.ready.Kafka, topics)
+	w, err := watchPlaced(sys.kafka, topics)
 	if err != nil {
 		return err
 	}
 	defer w.close()
 	if o.Profile {
-		if err := dev.startCPU(ctx); err != nil {
+		if err := sys.startCPU(ctx); err != nil {
 			return err
 		}
 	}
-	cpu0 := childCPU(ctx, dev)
+	cpu0 := sys.cpu(ctx)
 	r.logf("c1m run %d: workers registered in %.1fs; submitting %d evals in batches of %d", run, reg.Seconds(), len(specs), o.BatchSize)
 	t0 := time.Now()
 	pctx, stopProgress := context.WithCancel(ctx)
@@ -113,7 +123,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	submitted, err := submitBatches(ctx, api, "c1m", specs, o.BatchSize, o.BatchConc)
 	stopProgress()
 	if err != nil {
-		return dev.wrap(err)
+		return sys.wrap(err)
 	}
 	acked := time.Since(t0)
 	if submitted != len(specs) {
@@ -123,49 +133,62 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	wctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 	end, err := w.waitCount(wctx, int64(len(specs)), func(n int64) {
 		r.logf("c1m run %d: %d allocs readable after %.0fs", run, n, time.Since(t0).Seconds())
-		if e := dev.exited(); e != nil {
+		if e := sys.exited(); e != nil {
 			cancel()
 		}
 	})
 	cancel()
 	if err != nil {
-		return dev.wrap(err)
+		return sys.wrap(err)
 	}
 	e2e := end.Sub(t0)
 	res.add("end to end", "s", e2e.Seconds())
 	res.add("evals/s", "evals/s", float64(len(specs))/e2e.Seconds())
 	res.add("submit (acks)", "s", acked.Seconds())
 	res.add("submit rate (acks)", "evals/s", float64(len(specs))/acked.Seconds())
-	res.add("line dev CPU", "cpu-s", childCPU(ctx, dev)-cpu0)
+	cpu1 := sys.cpu(ctx)
+	for _, c := range sys.all() {
+		res.add(c.name()+" CPU", "cpu-s", cpu1[c.name()]-cpu0[c.name()])
+	}
 	if d := w.dups.Load(); d > 0 {
 		res.note("run %d: %d duplicate alloc.placed events", run, d)
 	}
-	st, err := dev.status(ctx)
-	if err != nil {
-		return err
+	var peak float64
+	for _, c := range sys.all() {
+		st, err := c.status(ctx)
+		if err != nil {
+			return fmt.Errorf("%s status: %w", c.name(), err)
+		}
+		res.add(c.name()+" peak RSS", "MiB", mib(st.Peak()))
+		res.add(c.name()+" Go heap in use", "MiB", mib(int64(st.HeapInuse)))
+		if c.role != RoleBroker {
+			peak = max(peak, mib(st.Peak()))
+		}
 	}
-	res.add("line dev peak RSS", "MiB", mib(st.Peak()))
-	res.add("line dev Go heap in use", "MiB", mib(int64(st.HeapInuse)))
+	res.add("largest service peak RSS", "MiB", peak)
 	if o.Profile {
-		p := fmt.Sprintf("%s/c1m-run%d.cpu.pprof", o.Out, run)
-		if err := dev.stopCPU(ctx, p); err != nil {
+		prefix := fmt.Sprintf("%s/c1m-run%d", o.Out, run)
+		cpus, err := sys.stopCPU(ctx, prefix)
+		if err != nil {
 			return err
 		}
-		h := fmt.Sprintf("%s/c1m-run%d.heap.pprof", o.Out, run)
-		if err := dev.heap(ctx, h); err != nil {
+		heaps, err := sys.heap(ctx, prefix)
+		if err != nil {
 			return err
 		}
 		if run == 1 {
-			r.topProfile(res, p, "")
-			r.topProfile(res, h, "inuse_space")
+			for _, c := range sys.all() {
+				r.topProfile(res, cpus[c.name()], "")
+				r.topProfile(res, heaps[c.name()], "inuse_space")
+			}
 		}
 	}
-	if behind, err := viewsBehind(ctx, api, dev.ready.Kafka, topics.Events(), "c1m"); err == nil {
+	if behind, err := viewsBehind(ctx, sys.queries, sys.kafka, topics.Events(), "c1m"); err == nil {
 		res.add("views behind the log at the end", "events", float64(behind))
 	} else {
 		res.note("run %d: views lag unknown: %v", run, err)
 	}
-	if rs, err := schedulerRounds(ctx, dev.ready.Kafka, topics.Events(), "c1m"); err == nil && rs.Rounds > 0 {
+	if rs, err := schedulerRounds(ctx, sys.kafka, topics.Events(), "c1m"); err == nil && rs.Rounds > 0 {
 		res.add("scheduler rounds", "rounds", float64(rs.Rounds))
 		res.add("round: placements (p50)", "placements", rs.PlacedP50)
 		res.add("round: decide+encode (p50)", "ms", rs.DecideToProduce[0])
@@ -176,9 +199,9 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	} else if err != nil {
 		res.note("run %d: round breakdown unavailable: %v", run, err)
 	}
-	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), peak RSS %.0f MiB; checking the worker topics", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), mib(st.Peak()))
+	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), largest service peak RSS %.0f MiB; checking the worker topics", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), peak)
 	// Every alloc must be on its worker topic, once.
-	ww, err := watchAllocs(dev.ready.Kafka, topics, nil, false)
+	ww, err := watchAllocs(sys.kafka, topics, nil, false)
 	if err != nil {
 		return err
 	}
@@ -195,7 +218,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	}
 	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates", run, ww.count.Load(), ww.dups.Load())
 	r.logf("c1m run %d: measuring the broker limit", run)
-	cp, err := brokerCopy(ctx, dev.ready.Kafka, len(specs), o.BatchSize, 20000)
+	cp, err := brokerCopy(ctx, sys.kafka, len(specs), o.BatchSize, 20000)
 	if err != nil {
 		return fmt.Errorf("broker limit: %w", err)
 	}
@@ -209,17 +232,17 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 
 // viewsBehind is how many offsets of the pool's partition the projector's
 // views (X-Line-Index of GET /v1/pools/{pool}) are behind the committed end.
-func viewsBehind(ctx context.Context, api *apiClient, brokers []string, topic, pool string) (int64, error) {
+func viewsBehind(ctx context.Context, queries string, brokers []string, topic, pool string) (int64, error) {
 	ends, err := committedEnd(ctx, brokers, topic)
 	if err != nil {
 		return 0, err
 	}
 	part := events.PartitionFor(pool, int32(len(ends)))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.base+"/v1/pools/"+pool, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, queries+"/v1/pools/"+pool, nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := api.c.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}

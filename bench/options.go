@@ -32,6 +32,9 @@ type Options struct {
 	CoreBenchtime          string
 
 	// c1m (and the history of replay and takeover).
+	// Topology is how c1m runs the system: each service in its own
+	// process (TopologyServices, the default: per-service RSS) or line dev.
+	Topology     Topology
 	Workers      int
 	Evals        int
 	Datasets     int
@@ -66,6 +69,7 @@ func DefaultOptions() Options {
 		CoreWorkers:    5000,
 		CoreEvals:      1_000_000,
 		CoreBenchtime:  "1s",
+		Topology:       TopologyServices,
 		Workers:        5000,
 		Evals:          1_000_000,
 		Datasets:       1000,

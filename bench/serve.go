@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/line-sched/line/app"
 	"github.com/line-sched/line/broker"
 	"github.com/line-sched/line/config"
+	"github.com/line-sched/line/httpapi"
 )
 
 // Role is what a child process runs.
@@ -36,6 +36,13 @@ const (
 	// RoleScheduler runs one scheduler (app.Scheduler) against
 	// LINE_KAFKA_BROKERS.
 	RoleScheduler Role = "scheduler"
+	// RoleIngest runs the ingest service (app.Ingest, cmd/ingest) against
+	// LINE_KAFKA_BROKERS, serving the commands on LINE_HTTP_ADDR.
+	RoleIngest Role = "ingest"
+	// RoleProjector runs the projector service (app.Projector,
+	// cmd/projector) against LINE_KAFKA_BROKERS, serving the queries on
+	// LINE_HTTP_ADDR.
+	RoleProjector Role = "projector"
 )
 
 // Ready is the first line a child writes on its stdout (JSON).
@@ -143,14 +150,25 @@ func Serve(ctx context.Context, role Role, out, errOut io.Writer) error {
 		ready(Ready{Kafka: emb.Addrs()})
 		<-ctx.Done()
 		return emb.Close()
-	case RoleScheduler:
+	case RoleScheduler, RoleIngest, RoleProjector:
 		if len(cfg.Brokers) == 0 {
-			return errors.New("bench serve --role scheduler: set LINE_KAFKA_BROKERS")
+			return fmt.Errorf("bench serve --role %s: set LINE_KAFKA_BROKERS", role)
 		}
-		ready(Ready{Kafka: cfg.Brokers})
-		return app.Scheduler(ctx, cfg, cfg.Brokers, log)
+		if role == RoleScheduler {
+			ready(Ready{Kafka: cfg.Brokers})
+			return app.Scheduler(ctx, cfg, cfg.Brokers, log)
+		}
+		ln, err := httpapi.Listen(cfg.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		ready(Ready{Kafka: cfg.Brokers, HTTP: ln.Addr().String()})
+		if role == RoleIngest {
+			return app.Ingest(ctx, cfg, cfg.Brokers, ln, log)
+		}
+		return app.Projector(ctx, cfg, cfg.Brokers, ln, log, app.ProjectorOptions{})
 	}
-	return fmt.Errorf("unknown role %q (dev, broker, scheduler)", role)
+	return fmt.Errorf("unknown role %q (dev, broker, scheduler, ingest, projector)", role)
 }
 
 func controlMux() *http.ServeMux {

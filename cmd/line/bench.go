@@ -69,6 +69,7 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 	f.IntVar(&o.CoreWorkers, "core-workers", o.CoreWorkers, "core: workers")
 	f.IntVar(&o.CoreEvals, "core-evals", o.CoreEvals, "core: pending evals")
 	f.StringVar(&o.CoreBenchtime, "core-benchtime", o.CoreBenchtime, "core: go test -benchtime")
+	f.Var(topologyFlag{&o.Topology}, "topology", "c1m: services (ingest, projector, scheduler and broker as separate processes) or dev (line dev, one process)")
 	f.IntVar(&o.Workers, "workers", o.Workers, "c1m: workers to register")
 	f.IntVar(&o.Evals, "evals", o.Evals, "c1m: evals to submit (also the history of replay and takeover)")
 	f.IntVar(&o.Datasets, "datasets", o.Datasets, "c1m: datasets, each held by 3 workers; every fifth eval names one")
@@ -101,6 +102,27 @@ func newBenchServeCmd() *cobra.Command {
 			return bench.Serve(cmd.Context(), bench.Role(strings.TrimSpace(role)), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVar(&role, "role", "dev", "dev, broker or scheduler")
+	cmd.Flags().StringVar(&role, "role", "dev", "dev, broker, scheduler, ingest or projector")
 	return cmd
 }
+
+// topologyFlag is --topology, checked by bench.ParseTopology.
+type topologyFlag struct{ t *bench.Topology }
+
+func (f topologyFlag) String() string {
+	if f.t == nil {
+		return ""
+	}
+	return string(*f.t)
+}
+
+func (f topologyFlag) Set(s string) error {
+	t, err := bench.ParseTopology(s)
+	if err != nil {
+		return err
+	}
+	*f.t = t
+	return nil
+}
+
+func (f topologyFlag) Type() string { return "topology" }
