@@ -64,8 +64,12 @@ func New(opts Options) (*echo.Echo, error) {
 	if opts.Ingest == nil {
 		e.Use(queriesOnly)
 	}
+	h := &handlers{svc: opts.Ingest, views: opts.Queries}
+	if opts.Ingest != nil {
+		e.Use(fastSubmitEval(h))
+	}
 	e.Use(validator(spec))
-	api.RegisterHandlers(e, &handlers{svc: opts.Ingest, views: opts.Queries})
+	api.RegisterHandlers(e, h)
 	return e, nil
 }
 
@@ -91,7 +95,7 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if int64(len(body)) > limit {
 			return tooLarge(limit)
 		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.Body = memBody{Reader: bytes.NewReader(body), b: body}
 		req.ContentLength = int64(len(body))
 		return next(c)
 	}
