@@ -1,7 +1,10 @@
 // Package httpapi serves line's HTTP API (api/openapi.yaml) with echo: every
 // request is checked against the spec before a handler sees it, bodies are
 // bounded, and every error is JSON of the form
-// {"error": {"code": "...", "message": "..."}}.
+// {"error": {"code": "...", "message": "..."}}. The hot route, single-eval
+// submission, is checked by hand-written checks derived from the spec when
+// they can prove the request valid, by the OpenAPI validator otherwise
+// (fastpath.go).
 package httpapi
 
 import (

@@ -1,7 +1,9 @@
 // Package livestate keeps an in-memory state.State folded up to the committed
 // end of the events topic. Ingest validates commands against it; it reads
 // every partition with read_committed isolation and applies each record with
-// the shared fold, so it never holds a meaning of its own.
+// the shared fold, so it never holds a meaning of its own. Before applying,
+// it drops what the fold would store but ingest never reads (payloads,
+// completion messages) and shares repeated strings (slim.go).
 package livestate
 
 import (
