@@ -167,6 +167,11 @@ func (h *handlers) SubmitEval(c echo.Context, pool api.PoolPath) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
+	return h.submitEval(c, pool, req)
+}
+
+// submitEval submits a validated and decoded request.
+func (h *handlers) submitEval(c echo.Context, pool string, req api.EvalRequest) error {
 	res, err := h.svc.SubmitEval(c.Request().Context(), pool, evalCommand(req))
 	if err != nil {
 		return err
@@ -175,7 +180,7 @@ func (h *handlers) SubmitEval(c echo.Context, pool api.PoolPath) error {
 	if res.Duplicate {
 		status = http.StatusOK
 	}
-	return c.JSON(status, evalAccepted(res))
+	return writeEvalAccepted(c, status, evalAccepted(res))
 }
 
 // SubmitEvalBatch handles POST /v1/pools/{pool}/evals/batch.

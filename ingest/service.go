@@ -59,6 +59,21 @@ type Service struct {
 
 	flightMu sync.Mutex
 	flights  map[string]*flight
+	// settling holds finished flights whose event is not applied yet;
+	// the settler forgets each once the view shows its event.
+	settling   []settlingFlight
+	settleKick chan struct{}
+	stop       chan struct{}
+	stopped    chan struct{}
+}
+
+// settlingFlight is a flight that appended its event at pos and keeps its
+// key until the view has applied it.
+type settlingFlight struct {
+	key   string
+	f     *flight
+	pos   events.Position
+	since time.Time
 }
 
 // flight is a command in progress that others with the same key wait for.
@@ -95,6 +110,10 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		instance: events.NewULID(opts.Clock()),
 		txns:     make(chan *txnProducer, opts.BatchProducers),
 		flights:  make(map[string]*flight),
+
+		settleKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	for n := opts.BatchProducers; n >= 1; n-- {
 		s.txnFree = append(s.txnFree, n)
@@ -144,6 +163,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	s.view = view
+	go s.settle()
 	if err := view.CatchUp(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("ingest: replay the events topic: %w", err)
@@ -169,6 +189,8 @@ func retryBackoff(fails int) time.Duration {
 // Close stops the service.
 func (s *Service) Close() {
 	if s.view != nil {
+		close(s.stop)
+		<-s.stopped
 		s.view.Close()
 	}
 	close(s.txns)
@@ -251,12 +273,68 @@ func (s *Service) end(key string, f *flight, pos events.Position, err error) {
 		return
 	}
 	close(f.done)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_ = s.view.WaitApplied(ctx, pos)
-		cancel()
-		s.forget(key, f)
-	}()
+	s.flightMu.Lock()
+	s.settling = append(s.settling, settlingFlight{key: key, f: f, pos: pos, since: time.Now()})
+	s.flightMu.Unlock()
+	select {
+	case s.settleKick <- struct{}{}:
+	default:
+	}
+}
+
+// settleTimeout is how long a finished flight keeps its key at most while
+// its event is not applied (the view is stuck or far behind).
+const settleTimeout = 30 * time.Second
+
+// settle forgets finished flights once the view applied their events: one
+// goroutine for all of them, woken by end and by the view's progress.
+func (s *Service) settle() {
+	defer close(s.stopped)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var waiting []settlingFlight
+	for {
+		s.flightMu.Lock()
+		waiting = append(waiting, s.settling...)
+		clear(s.settling)
+		s.settling = s.settling[:0]
+		s.flightMu.Unlock()
+		// Take the channel before reading the offsets: a change after
+		// the read closes it.
+		var changed <-chan struct{}
+		if len(waiting) > 0 {
+			changed = s.view.Changed()
+			waiting = s.forgetApplied(waiting)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-s.settleKick:
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// forgetApplied forgets the flights whose events the view has applied (or
+// that waited longer than settleTimeout) and returns the others.
+func (s *Service) forgetApplied(waiting []settlingFlight) []settlingFlight {
+	applied := s.view.Applied()
+	now := time.Now()
+	kept := waiting[:0]
+	s.flightMu.Lock()
+	for _, w := range waiting {
+		if applied[w.pos.Partition] > w.pos.Offset || now.Sub(w.since) > settleTimeout {
+			if s.flights[w.key] == w.f {
+				delete(s.flights, w.key)
+			}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	s.flightMu.Unlock()
+	clear(waiting[len(kept):])
+	return kept
 }
 
 // forget removes flight f of key, unless a newer flight took the key.

@@ -1,7 +1,9 @@
 // Package livestate keeps an in-memory state.State folded up to the committed
 // end of the events topic. Ingest validates commands against it; it reads
 // every partition with read_committed isolation and applies each record with
-// the shared fold, so it never holds a meaning of its own.
+// the shared fold, so it never holds a meaning of its own. Before applying,
+// it drops what the fold would store but ingest never reads (payloads,
+// completion messages) and shares repeated strings (slim.go).
 package livestate
 
 import (
@@ -33,6 +35,7 @@ type Follower struct {
 	changed chan struct{}   // closed and replaced whenever next advances
 
 	poison atomic.Int64
+	slim   slimmer // used by the run goroutine only
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -91,6 +94,7 @@ func Start(opts Options) (*Follower, error) {
 
 func (f *Follower) run(ctx context.Context) {
 	defer close(f.done)
+	var batch []decoded
 	for {
 		fetches := f.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -101,35 +105,56 @@ func (f *Follower) run(ctx context.Context) {
 				f.log.Warn("livestate: fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		f.mu.Lock()
+		// Decode outside the lock: commands read the state while the
+		// next fetch is being decoded, and wait for the write lock
+		// only while the decoded events are applied.
+		batch = batch[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			for _, r := range fp.Records {
-				if r.Attrs.IsControl() {
-					f.next[r.Partition] = r.Offset + 1
-					continue
-				}
-				f.applyLocked(r)
+				batch = append(batch, f.decode(r))
 			}
 		})
+		f.mu.Lock()
+		for i := range batch {
+			d := &batch[i]
+			f.next[d.pos.Partition] = d.pos.Offset + 1
+			if d.ok {
+				// A rejection leaves the state unchanged; the
+				// scheduler and the audit report those, so here it
+				// is only counted (in the state).
+				share(f.st, &d.e)
+				_ = f.st.Apply(d.e, d.pos)
+			}
+		}
 		ch := f.changed
 		f.changed = make(chan struct{})
 		f.mu.Unlock()
 		close(ch)
+		clear(batch) // drop the events: the state keeps what it needs
 	}
 }
 
-func (f *Follower) applyLocked(r *kgo.Record) {
+// decoded is one fetched record ready to apply: ok is false for control
+// records and poison (nothing to apply, but the offset is consumed).
+type decoded struct {
+	pos events.Position
+	e   events.Envelope
+	ok  bool
+}
+
+func (f *Follower) decode(r *kgo.Record) decoded {
 	pos := events.Position{Partition: r.Partition, Offset: r.Offset}
-	f.next[r.Partition] = r.Offset + 1
+	if r.Attrs.IsControl() {
+		return decoded{pos: pos}
+	}
 	e, err := events.FromRecord(r)
 	if err != nil {
 		f.poison.Add(1)
 		f.log.Warn("livestate: skipping undecodable record", "position", pos.String(), "err", err)
-		return
+		return decoded{pos: pos}
 	}
-	// A rejection leaves the state unchanged; the scheduler and the audit
-	// report those, so here it is only counted (in the state).
-	_ = f.st.Apply(e, pos)
+	f.slim.slim(&e)
+	return decoded{pos: pos, e: e, ok: true}
 }
 
 // Read calls fn with the state under a read lock. fn must not keep the
@@ -153,6 +178,13 @@ func (f *Follower) Applied() map[int32]int64 {
 
 // Poison counts records skipped because they could not be decoded.
 func (f *Follower) Poison() int64 { return f.poison.Load() }
+
+// Changed returns a channel closed the next time the applied offsets move.
+func (f *Follower) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
 
 // WaitApplied waits until the record at pos has been applied.
 func (f *Follower) WaitApplied(ctx context.Context, pos events.Position) error {
