@@ -47,7 +47,7 @@ func bxHistory(nEvals, nWorkers int) [][]byte {
 		n := min(round, nEvals-done)
 		batch := make([]ev, n)
 		for i := range batch {
-			e := ev{id: events.NewULID(at), size: int64(1 + r.IntN(4))}
+			e := ev{id: fmt.Sprintf("01jdx%021d", done+i), size: int64(1 + r.IntN(4))}
 			if r.IntN(3) == 0 {
 				e.ds = fmt.Sprintf("ds-%03d", r.IntN(200))
 			}
