@@ -139,10 +139,10 @@ func (p *Pool) check() error {
 	n, last := 0, uint64(0)
 	for q := p.queue.head; q != nil; q = q.next {
 		n++
-		if q.eval.queueSeq <= last {
+		if q.seq <= last {
 			bad("queue order broken at eval %s", q.eval.ID)
 		}
-		last = q.eval.queueSeq
+		last = q.seq
 	}
 	if n != p.queue.Len() {
 		bad("queue list has %d evals, index %d", n, p.queue.Len())
@@ -158,10 +158,10 @@ func (p *Pool) check() error {
 		k, last := 0, uint64(0)
 		for q := l.head; q != nil; q = q.snext {
 			k++
-			if q.eval.Size != size || q.eval.queueSeq <= last || q.eval.qnode != q {
+			if q.eval.Size != size || q.seq <= last || q.eval.qnode != q {
 				bad("queue list of size %d broken at eval %s", size, q.eval.ID)
 			}
-			last = q.eval.queueSeq
+			last = q.seq
 		}
 		if k != l.n || k == 0 {
 			bad("queue list of size %d has %d evals, counts %d", size, k, l.n)

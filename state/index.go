@@ -26,7 +26,9 @@ type Queue struct {
 }
 
 type queueNode struct {
-	eval       *Eval
+	eval *Eval
+	// seq is the eval's place in queue order (Eval.QueueSeq).
+	seq        uint64
 	prev, next *queueNode
 	// sprev and snext link the nodes of the same size.
 	sprev, snext *queueNode
@@ -50,8 +52,7 @@ func (q *Queue) push(e *Eval) {
 		return
 	}
 	q.seq++
-	e.queueSeq = q.seq
-	n := &queueNode{eval: e, prev: q.tail}
+	n := &queueNode{eval: e, seq: q.seq, prev: q.tail}
 	if q.tail != nil {
 		q.tail.next = n
 	} else {
@@ -111,10 +112,17 @@ func (q *Queue) remove(e *Eval) {
 	}
 }
 
-// QueueSeq is e's place in queue order: it grows with every push, so of two
-// pending evals the one with the smaller QueueSeq is ahead. It is 0 for an
-// eval that was never queued.
-func (e *Eval) QueueSeq() uint64 { return e.queueSeq }
+// QueueSeq is a pending eval's place in queue order: it grows with every
+// push, so of two pending evals the one with the smaller QueueSeq is ahead.
+// It is 0 for an eval that is not pending. (The sequence lives in the queue
+// node, so that an eval record carries nothing for the queue once it left
+// it.)
+func (e *Eval) QueueSeq() uint64 {
+	if e.qnode == nil {
+		return 0
+	}
+	return e.qnode.seq
+}
 
 // MinSize is the smallest size of a pending eval; ok is false if the queue
 // is empty.

@@ -265,7 +265,6 @@ type Eval struct {
 	// Position is where the eval.submitted event sits on the log.
 	Position events.Position
 
-	queueSeq uint64
 	// qnode is the eval's node in its pool's queue while pending.
 	qnode *queueNode
 }
