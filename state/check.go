@@ -23,6 +23,7 @@ func (s *State) Check() error {
 }
 
 func (p *Pool) check() error {
+	p.free.sync()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -45,8 +46,8 @@ func (p *Pool) check() error {
 		if w.Used < 0 || w.Used > w.Capacity {
 			bad("worker %s: used %d outside [0, capacity %d]", w.ID, w.Used, w.Capacity)
 		}
-		if at, ok := p.free.at[w]; !ok || at != w.Free() {
-			bad("worker %s: free index has %d (indexed %v), free is %d", w.ID, at, ok, w.Free())
+		if w.free.dirty || !w.free.indexed || w.free.at != w.Free() {
+			bad("worker %s: free index has %d (indexed %v, dirty %v), free is %d", w.ID, w.free.at, w.free.indexed, w.free.dirty, w.Free())
 		}
 		for ds := range w.Replicas {
 			replicas++
@@ -55,8 +56,8 @@ func (p *Pool) check() error {
 			}
 		}
 	}
-	if p.free.Len() != len(p.workers) || len(p.free.at) != len(p.workers) {
-		bad("free index has %d workers (%d remembered), pool has %d", p.free.Len(), len(p.free.at), len(p.workers))
+	if p.free.tree.Len() != len(p.workers) || len(p.free.dirty) != 0 {
+		bad("free index has %d workers (%d to move), pool has %d", p.free.tree.Len(), len(p.free.dirty), len(p.workers))
 	}
 	holders := 0
 	for ds, m := range p.holders {

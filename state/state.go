@@ -215,6 +215,9 @@ type Worker struct {
 	Replicas map[string]time.Time
 	// Running holds the ids of the worker's running allocs.
 	Running map[string]*Alloc
+
+	// free is the worker's place in its pool's FreeIndex.
+	free freeSlot
 }
 
 // Free is the capacity not used by running allocs.
