@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 )
@@ -307,7 +308,7 @@ func fastSubmitted(b []byte) (d EvalSubmittedData, ok bool) {
 		case "dataset_id":
 			ok = s.mark(1)
 			if ok {
-				d.DatasetID, ok = s.str()
+				d.DatasetID, ok = s.sharedStr()
 			}
 		case "size":
 			ok = s.mark(2)
@@ -368,11 +369,11 @@ func fastPlaced(b []byte) (d AllocPlacedData, ok bool) {
 			}
 		case "worker_id":
 			if ok = s.mark(2); ok {
-				d.WorkerID, ok = s.str()
+				d.WorkerID, ok = s.sharedStr()
 			}
 		case "dataset_id":
 			if ok = s.mark(3); ok {
-				d.DatasetID, ok = s.str()
+				d.DatasetID, ok = s.sharedStr()
 			}
 		case "size":
 			if ok = s.mark(4); ok {
@@ -389,7 +390,7 @@ func fastPlaced(b []byte) (d AllocPlacedData, ok bool) {
 			}
 		case "topic":
 			if ok = s.mark(7); ok {
-				d.Topic, ok = s.str()
+				d.Topic, ok = s.sharedStr()
 			}
 		case "strategy":
 			if ok = s.mark(8); ok {
@@ -453,6 +454,44 @@ func interned(last *atomic.Pointer[string], v []byte) string {
 	}
 	str := string(v)
 	last.Store(&str)
+	return str
+}
+
+// sharedStr is str for values that repeat across records (worker ids,
+// topics, dataset ids): an equal string decoded recently is returned
+// instead of a new copy.
+func (s *dataScanner) sharedStr() (string, bool) {
+	v, next, ok := plainString(s.b, s.i)
+	s.i = next
+	if !ok {
+		return "", false
+	}
+	return shared.get(v), true
+}
+
+// stringCache is a direct-mapped cache of recently decoded strings, safe
+// for concurrent use. A slot holds the last string that hashed to it.
+type stringCache struct {
+	seed  maphash.Seed
+	slots [1 << 13]atomic.Pointer[string]
+}
+
+var shared = &stringCache{seed: maphash.MakeSeed()}
+
+// get returns a string equal to v, from the cache when it has one.
+func (c *stringCache) get(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	if len(v) > 64 {
+		return string(v)
+	}
+	slot := &c.slots[maphash.Bytes(c.seed, v)&(uint64(len(c.slots))-1)]
+	if p := slot.Load(); p != nil && *p == string(v) {
+		return *p
+	}
+	str := string(v)
+	slot.Store(&str)
 	return str
 }
 
