@@ -177,19 +177,22 @@ func (p *Pool) check() error {
 	if want := len(p.workers) + replicas + running; p.ttl.Len() != want {
 		bad("TTL index has %d entries, want %d (workers, replicas, running allocs)", p.ttl.Len(), want)
 	}
-	p.ttl.Each(func(e TTLEntry) bool {
+	p.ttl.tree.Ascend(func(it ttlItem) bool {
+		e := it.entry()
+		// The indexed instant must be the owner's deadline.
+		moved := e.Deadline.Unix() != it.sec || int32(e.Deadline.Nanosecond()) != it.nsec
 		switch e.Kind {
 		case TTLAlloc:
-			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status != AllocRunning || !e.Alloc.Deadline.Equal(e.Deadline) {
+			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status != AllocRunning || moved {
 				bad("TTL entry of alloc %s stale", e.Alloc.ID)
 			}
 		case TTLWorker:
-			if p.workers[e.Worker.ID] != e.Worker || !e.Worker.Deadline.Equal(e.Deadline) {
+			if p.workers[e.Worker.ID] != e.Worker || moved {
 				bad("TTL entry of worker %s stale", e.Worker.ID)
 			}
 		case TTLReplica:
 			at, ok := e.Worker.Replicas[e.Dataset]
-			if p.workers[e.Worker.ID] != e.Worker || !ok || !at.Equal(e.Deadline) {
+			if p.workers[e.Worker.ID] != e.Worker || !ok || moved || !at.Equal(e.Deadline) {
 				bad("TTL entry of replica %s:%s stale", e.Dataset, e.Worker.ID)
 			}
 		default:
