@@ -114,6 +114,26 @@ func BenchmarkFold(b *testing.B) {
 	b.ReportMetric(float64(heap)/nEvals, "heap-B/eval")
 }
 
+// BenchmarkFoldHeap1M folds the history of the c1m gate (1M evals placed on
+// 5,000 workers, 2M events) once per iteration and reports the live heap
+// the fold keeps (total and per eval with its alloc) and the memory the
+// process got from the OS. Run it with -benchtime 1x.
+func BenchmarkFoldHeap1M(b *testing.B) {
+	const nEvals, nWorkers = 1_000_000, 5_000
+	h := bxHistory(nEvals, nWorkers)
+	b.ResetTimer()
+	var heap uint64
+	for i := 0; i < b.N; i++ {
+		bxSink = bxFold(b, h, events.Unmarshal)
+		heap = bxRetained()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(heap)/nEvals, "heap-B/eval")
+	b.ReportMetric(float64(ms.Sys)/(1<<20), "sys-MiB")
+}
+
 // BenchmarkDecodeHistory measures events.Unmarshal alone over the same
 // history.
 func BenchmarkDecodeHistory(b *testing.B) {
