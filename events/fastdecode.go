@@ -13,7 +13,7 @@ import (
 // Marshal writes (any key order and JSON whitespace, strings without escapes
 // or non-ASCII bytes, integers without fraction or exponent, times in the
 // log's fixed layout or any other form time parsing accepts) and gives up on
-// anything else, so that the reflection-based decoder (unmarshalReference)
+// anything else, so that the reflection-based decoder (UnmarshalReference)
 // decides every unusual input and reports every error. It never accepts
 // what the reference decoder rejects and never decodes a value differently;
 // FuzzUnmarshal and the decode tests check both against each other.
