@@ -18,3 +18,16 @@ func BenchmarkUnmarshalPlaced(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUnmarshalSubmitted measures strict decoding of one eval.submitted
+// envelope, the other half of a busy log.
+func BenchmarkUnmarshalSubmitted(b *testing.B) {
+	e := New("pool-1", time.Now(), EvalSubmittedData{EvalID: NewULID(time.Now()), DatasetID: "ds-17", Size: 2})
+	buf, _ := Marshal(e)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Unmarshal(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -176,6 +176,7 @@ func TestUnmarshalStrict(t *testing.T) {
 				e, err = events.Unmarshal([]byte(c.in))
 			}()
 			checkDecodeError(t, c, e, err)
+			checkSameDecode(t, []byte(c.in))
 
 			// The same bytes on a record fail the same way.
 			_, rerr := events.FromRecord(&kgo.Record{Key: []byte("p1"), Value: []byte(c.in)})

@@ -12,7 +12,8 @@ import (
 	"github.com/line-sched/line/events"
 )
 
-// FuzzUnmarshal checks that decoding never panics, that every failure is a
+// FuzzUnmarshal checks that the fast path and the reference decoder agree,
+// that decoding never panics, that every failure is a
 // *DecodeError, and that whatever decodes is a valid envelope that encodes
 // and decodes again to an equal envelope (and to the same bytes from then
 // on).
@@ -41,6 +42,8 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte(``))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fast path decodes exactly like the reference, or leaves b to it.
+		checkSameDecode(t, b)
 		e1, err := events.Unmarshal(b)
 		if err != nil {
 			var de *events.DecodeError

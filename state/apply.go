@@ -93,7 +93,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.Status, p.DeletedAt = PoolDeleted, e.At
 		p.workers, p.evals, p.allocs = map[string]*Worker{}, map[string]*Eval{}, map[string]*Alloc{}
 		p.holders, p.queue, p.free = map[string]map[string]*Worker{}, newQueue(), newFreeIndex()
-		p.ttl, p.retry = newTTLIndex(), newEvalSet()
+		p.ttl, p.retry, p.datasets = newTTLIndex(), newEvalSet(), map[string]string{}
 	case events.WorkerRegisteredData:
 		if p.Status != PoolActive {
 			return reject(e, "pool is %s", p.Status)
@@ -152,7 +152,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if p.evals[d.EvalID] != nil {
 			return reject(e, "eval %s already submitted", d.EvalID)
 		}
-		ev := &Eval{ID: d.EvalID, DatasetID: d.DatasetID, Size: d.Size, Payload: d.Payload,
+		ev := &Eval{ID: d.EvalID, DatasetID: p.dataset(d.DatasetID), Size: d.Size, Payload: d.Payload,
 			Status: EvalPending, NextAttempt: 1, SubmittedAt: e.At, QueuedAt: e.At, Position: pos}
 		p.evals[ev.ID] = ev
 		p.queue.push(ev)
@@ -246,8 +246,20 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	case d.Size > w.Free():
 		return reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
 	}
-	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, WorkerID: w.ID, DatasetID: d.DatasetID, Size: d.Size,
-		Attempt: d.Attempt, Deadline: d.Deadline, Status: AllocRunning, PlacedAt: e.At, Topic: d.Topic, Placement: d}
+	// The alloc shares the strings that the eval and worker hold already.
+	dataset, topic := d.DatasetID, d.Topic
+	if dataset == ev.DatasetID {
+		dataset = ev.DatasetID
+	} else {
+		dataset = p.dataset(dataset)
+	}
+	if topic == w.Topic {
+		topic = w.Topic
+	}
+	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, WorkerID: w.ID, DatasetID: dataset, Size: d.Size,
+		Attempt: d.Attempt, Deadline: d.Deadline, Status: AllocRunning, PlacedAt: e.At, Topic: topic,
+		Placement: Placement{Deadline: d.Deadline, Strategy: strategy(d.Strategy), Locality: locality(d.Locality),
+			Candidates: d.Candidates, WaitedMs: d.WaitedMs, Basis: d.Basis}}
 	p.allocs[a.ID] = a
 	p.ttl.put(allocTTL(a))
 	w.Running[a.ID] = a
@@ -282,6 +294,11 @@ func (p *Pool) awaitingRetry(ev *Eval) bool {
 }
 
 func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
+	if in, ok := p.datasets[dataset]; ok {
+		dataset = in
+	} else {
+		p.datasets[dataset] = dataset
+	}
 	old, ok := w.Replicas[dataset]
 	nd := later(old, deadline)
 	if ok {
@@ -309,6 +326,39 @@ func (p *Pool) dropReplica(w *Worker, dataset string) {
 			delete(p.holders, dataset)
 		}
 	}
+}
+
+// dataset returns the pool's interned copy of a dataset id that workers
+// reported, or id itself.
+func (p *Pool) dataset(id string) string {
+	if in, ok := p.datasets[id]; ok {
+		return in
+	}
+	return id
+}
+
+// strategy returns the package constant equal to s, so that allocs share it.
+func strategy(s events.Strategy) events.Strategy {
+	switch s {
+	case events.Spread:
+		return events.Spread
+	case events.Binpack:
+		return events.Binpack
+	}
+	return s
+}
+
+// locality returns the package constant equal to l, so that allocs share it.
+func locality(l events.Locality) events.Locality {
+	switch l {
+	case events.LocalityNone:
+		return events.LocalityNone
+	case events.LocalityHit:
+		return events.LocalityHit
+	case events.LocalityMiss:
+		return events.LocalityMiss
+	}
+	return l
 }
 
 func later(a, b time.Time) time.Time {

@@ -234,7 +234,7 @@ func fxSnapshot(s *State) string {
 				ft(e.SubmittedAt), ft(e.QueuedAt), ft(e.EndedAt), e.Reason, e.Result, e.Position)
 		}
 		for _, a := range p.Allocs() {
-			pl := a.Placement
+			pl := a.PlacedData()
 			fmt.Fprintf(&b, " alloc %s eval=%s worker=%s ds=%s size=%d attempt=%d deadline=%s status=%s placed=%s ended=%s topic=%s expiry=%q\n",
 				a.ID, a.EvalID, a.WorkerID, a.DatasetID, a.Size, a.Attempt, ft(a.Deadline), a.Status, ft(a.PlacedAt), ft(a.EndedAt), a.Topic, a.ExpiryReason)
 			fmt.Fprintf(&b, "  placement %s %s %s %s %d %d %s %s %s %s %d %d\n", pl.AllocID, pl.EvalID, pl.WorkerID, pl.DatasetID,
@@ -803,7 +803,7 @@ func TestApplyAllocPlaced(t *testing.T) {
 		t.Errorf("alloc = %+v", a)
 	}
 	if !a.Placement.Deadline.Equal(placed.Deadline) || a.Placement.Strategy != events.Binpack || a.Placement.Locality != events.LocalityHit ||
-		a.Placement.Candidates != 2 || a.Placement.WaitedMs != 7 || a.Placement.AllocID != "a1" {
+		a.Placement.Candidates != 2 || a.Placement.WaitedMs != 7 || a.PlacedData() != placed {
 		t.Errorf("placement record = %+v", a.Placement)
 	}
 	if e.Status != EvalPlaced || e.Attempts != 1 || e.AllocID != "a1" || e.NextAttempt != 1 {

@@ -23,6 +23,7 @@ func (s *State) Check() error {
 }
 
 func (p *Pool) check() error {
+	p.free.sync()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -45,8 +46,8 @@ func (p *Pool) check() error {
 		if w.Used < 0 || w.Used > w.Capacity {
 			bad("worker %s: used %d outside [0, capacity %d]", w.ID, w.Used, w.Capacity)
 		}
-		if at, ok := p.free.at[w]; !ok || at != w.Free() {
-			bad("worker %s: free index has %d (indexed %v), free is %d", w.ID, at, ok, w.Free())
+		if w.free.dirty || !w.free.indexed || w.free.at != w.Free() {
+			bad("worker %s: free index has %d (indexed %v, dirty %v), free is %d", w.ID, w.free.at, w.free.indexed, w.free.dirty, w.Free())
 		}
 		for ds := range w.Replicas {
 			replicas++
@@ -55,8 +56,8 @@ func (p *Pool) check() error {
 			}
 		}
 	}
-	if p.free.Len() != len(p.workers) || len(p.free.at) != len(p.workers) {
-		bad("free index has %d workers (%d remembered), pool has %d", p.free.Len(), len(p.free.at), len(p.workers))
+	if p.free.tree.Len() != len(p.workers) || len(p.free.dirty) != 0 {
+		bad("free index has %d workers (%d to move), pool has %d", p.free.tree.Len(), len(p.free.dirty), len(p.workers))
 	}
 	holders := 0
 	for ds, m := range p.holders {
@@ -139,10 +140,10 @@ func (p *Pool) check() error {
 	n, last := 0, uint64(0)
 	for q := p.queue.head; q != nil; q = q.next {
 		n++
-		if q.eval.queueSeq <= last {
+		if q.seq <= last {
 			bad("queue order broken at eval %s", q.eval.ID)
 		}
-		last = q.eval.queueSeq
+		last = q.seq
 	}
 	if n != p.queue.Len() {
 		bad("queue list has %d evals, index %d", n, p.queue.Len())
@@ -158,10 +159,10 @@ func (p *Pool) check() error {
 		k, last := 0, uint64(0)
 		for q := l.head; q != nil; q = q.snext {
 			k++
-			if q.eval.Size != size || q.eval.queueSeq <= last || q.eval.qnode != q {
+			if q.eval.Size != size || q.seq <= last || q.eval.qnode != q {
 				bad("queue list of size %d broken at eval %s", size, q.eval.ID)
 			}
-			last = q.eval.queueSeq
+			last = q.seq
 		}
 		if k != l.n || k == 0 {
 			bad("queue list of size %d has %d evals, counts %d", size, k, l.n)
@@ -176,19 +177,22 @@ func (p *Pool) check() error {
 	if want := len(p.workers) + replicas + running; p.ttl.Len() != want {
 		bad("TTL index has %d entries, want %d (workers, replicas, running allocs)", p.ttl.Len(), want)
 	}
-	p.ttl.Each(func(e TTLEntry) bool {
+	p.ttl.tree.Ascend(func(it ttlItem) bool {
+		e := it.entry()
+		// The indexed instant must be the owner's deadline.
+		moved := e.Deadline.Unix() != it.sec || int32(e.Deadline.Nanosecond()) != it.nsec
 		switch e.Kind {
 		case TTLAlloc:
-			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status != AllocRunning || !e.Alloc.Deadline.Equal(e.Deadline) {
+			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status != AllocRunning || moved {
 				bad("TTL entry of alloc %s stale", e.Alloc.ID)
 			}
 		case TTLWorker:
-			if p.workers[e.Worker.ID] != e.Worker || !e.Worker.Deadline.Equal(e.Deadline) {
+			if p.workers[e.Worker.ID] != e.Worker || moved {
 				bad("TTL entry of worker %s stale", e.Worker.ID)
 			}
 		case TTLReplica:
 			at, ok := e.Worker.Replicas[e.Dataset]
-			if p.workers[e.Worker.ID] != e.Worker || !ok || !at.Equal(e.Deadline) {
+			if p.workers[e.Worker.ID] != e.Worker || !ok || moved || !at.Equal(e.Deadline) {
 				bad("TTL entry of replica %s:%s stale", e.Dataset, e.Worker.ID)
 			}
 		default:

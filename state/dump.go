@@ -162,7 +162,7 @@ func dumpPoolOf(p *Pool) dumpPool {
 			Reason: e.Reason, Result: e.Result, Position: e.Position.String()})
 	}
 	for _, a := range p.Allocs() {
-		pl := a.Placement
+		pl := a.PlacedData()
 		da := dumpAlloc{ID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID, DatasetID: a.DatasetID, Size: a.Size,
 			Attempt: a.Attempt, Deadline: dumpTime(a.Deadline), Status: a.Status, PlacedAt: dumpTime(a.PlacedAt),
 			EndedAt: dumpTime(a.EndedAt), Topic: a.Topic, Strategy: pl.Strategy, Locality: pl.Locality,

@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"sync"
 
 	"github.com/google/btree"
 )
@@ -26,7 +27,9 @@ type Queue struct {
 }
 
 type queueNode struct {
-	eval       *Eval
+	eval *Eval
+	// seq is the eval's place in queue order (Eval.QueueSeq).
+	seq        uint64
 	prev, next *queueNode
 	// sprev and snext link the nodes of the same size.
 	sprev, snext *queueNode
@@ -50,8 +53,7 @@ func (q *Queue) push(e *Eval) {
 		return
 	}
 	q.seq++
-	e.queueSeq = q.seq
-	n := &queueNode{eval: e, prev: q.tail}
+	n := &queueNode{eval: e, seq: q.seq, prev: q.tail}
 	if q.tail != nil {
 		q.tail.next = n
 	} else {
@@ -111,10 +113,17 @@ func (q *Queue) remove(e *Eval) {
 	}
 }
 
-// QueueSeq is e's place in queue order: it grows with every push, so of two
-// pending evals the one with the smaller QueueSeq is ahead. It is 0 for an
-// eval that was never queued.
-func (e *Eval) QueueSeq() uint64 { return e.queueSeq }
+// QueueSeq is a pending eval's place in queue order: it grows with every
+// push, so of two pending evals the one with the smaller QueueSeq is ahead.
+// It is 0 for an eval that is not pending. (The sequence lives in the queue
+// node, so that an eval record carries nothing for the queue once it left
+// it.)
+func (e *Eval) QueueSeq() uint64 {
+	if e.qnode == nil {
+		return 0
+	}
+	return e.qnode.seq
+}
 
 // MinSize is the smallest size of a pending eval; ok is false if the queue
 // is empty.
@@ -170,15 +179,33 @@ func (q *Queue) Slice() []*Eval {
 // FreeIndex orders a pool's workers by free capacity, then id, so that the
 // scheduler finds the most or the least free worker that fits without
 // scanning every worker.
+//
+// The fold only marks a worker whose free capacity changed; the index puts
+// it in its place when it is read next. A replay that places a million
+// allocs on a few thousand workers thus moves each worker once, not once per
+// placement. Readers may call it concurrently (under a shared lock on the
+// state): the first one brings the index up to date.
 type FreeIndex struct {
 	tree *btree.BTreeG[freeItem]
-	// at remembers each worker's indexed free capacity.
-	at map[*Worker]int64
+	// mu guards dirty and the index's fields of the workers against
+	// concurrent readers bringing the index up to date.
+	mu sync.Mutex
+	// dirty holds the workers to put in their place, each once.
+	dirty []*Worker
 }
 
 type freeItem struct {
 	free int64
 	w    *Worker
+}
+
+// freeSlot is the FreeIndex's bookkeeping in a worker.
+type freeSlot struct {
+	// at is the free capacity under which the worker is indexed.
+	at int64
+	// indexed tells whether the worker is in the tree; dirty whether it is
+	// in FreeIndex.dirty.
+	indexed, dirty bool
 }
 
 func lessFree(a, b freeItem) bool {
@@ -189,32 +216,56 @@ func lessFree(a, b freeItem) bool {
 }
 
 func newFreeIndex() *FreeIndex {
-	return &FreeIndex{tree: btree.NewG(32, lessFree), at: make(map[*Worker]int64)}
+	return &FreeIndex{tree: btree.NewG(32, lessFree)}
 }
 
 // Len is the number of indexed workers.
-func (f *FreeIndex) Len() int { return f.tree.Len() }
-
-func (f *FreeIndex) update(w *Worker) {
-	if old, ok := f.at[w]; ok {
-		if old == w.Free() {
-			return
-		}
-		f.tree.Delete(freeItem{free: old, w: w})
-	}
-	f.at[w] = w.Free()
-	f.tree.ReplaceOrInsert(freeItem{free: w.Free(), w: w})
+func (f *FreeIndex) Len() int {
+	f.sync()
+	return f.tree.Len()
 }
 
-func (f *FreeIndex) remove(w *Worker) {
-	if old, ok := f.at[w]; ok {
-		f.tree.Delete(freeItem{free: old, w: w})
-		delete(f.at, w)
+// update marks w, registered or with a changed free capacity.
+func (f *FreeIndex) update(w *Worker) {
+	if !w.free.dirty {
+		w.free.dirty = true
+		f.dirty = append(f.dirty, w)
 	}
+}
+
+// remove takes w, a worker that leaves the pool, out of the index.
+func (f *FreeIndex) remove(w *Worker) {
+	if w.free.indexed {
+		f.tree.Delete(freeItem{free: w.free.at, w: w})
+	}
+	w.free = freeSlot{}
+}
+
+// sync puts every marked worker in its place.
+func (f *FreeIndex) sync() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.dirty {
+		if !w.free.dirty {
+			continue // removed since
+		}
+		w.free.dirty = false
+		if w.free.indexed {
+			if w.free.at == w.Free() {
+				continue
+			}
+			f.tree.Delete(freeItem{free: w.free.at, w: w})
+		}
+		w.free.at, w.free.indexed = w.Free(), true
+		f.tree.ReplaceOrInsert(freeItem{free: w.free.at, w: w})
+	}
+	clear(f.dirty)
+	f.dirty = f.dirty[:0]
 }
 
 // MaxFree is the largest free capacity of any worker, or 0 if none.
 func (f *FreeIndex) MaxFree() int64 {
+	f.sync()
 	it, ok := f.tree.Max()
 	if !ok {
 		return 0
@@ -225,6 +276,7 @@ func (f *FreeIndex) MaxFree() int64 {
 // Descending calls fn for workers with at least min free, from the most free
 // down, ordered by (free desc, id desc), until fn returns false.
 func (f *FreeIndex) Descending(min int64, fn func(*Worker) bool) {
+	f.sync()
 	f.tree.Descend(func(it freeItem) bool {
 		if it.free < min {
 			return false
@@ -236,6 +288,7 @@ func (f *FreeIndex) Descending(min int64, fn func(*Worker) bool) {
 // Ascending calls fn for workers with at least min free, from the least free
 // up, ordered by (free asc, id asc), until fn returns false.
 func (f *FreeIndex) Ascending(min int64, fn func(*Worker) bool) {
+	f.sync()
 	f.tree.AscendGreaterOrEqual(freeItem{free: min, w: &Worker{}}, func(it freeItem) bool {
 		return fn(it.w)
 	})

@@ -113,6 +113,9 @@ type Pool struct {
 	ttl *TTLIndex
 	// retry holds the evals awaiting a retry decision, in expiry order.
 	retry *evalSet
+	// datasets interns the ids of datasets that workers reported, so that
+	// evals, allocs and replicas naming one share a single string.
+	datasets map[string]string
 }
 
 func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
@@ -130,6 +133,7 @@ func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
 		free:         newFreeIndex(),
 		ttl:          newTTLIndex(),
 		retry:        newEvalSet(),
+		datasets:     make(map[string]string),
 	}
 }
 
@@ -211,6 +215,9 @@ type Worker struct {
 	Replicas map[string]time.Time
 	// Running holds the ids of the worker's running allocs.
 	Running map[string]*Alloc
+
+	// free is the worker's place in its pool's FreeIndex.
+	free freeSlot
 }
 
 // Free is the capacity not used by running allocs.
@@ -261,7 +268,6 @@ type Eval struct {
 	// Position is where the eval.submitted event sits on the log.
 	Position events.Position
 
-	queueSeq uint64
 	// qnode is the eval's node in its pool's queue while pending.
 	qnode *queueNode
 }
@@ -279,11 +285,41 @@ type Alloc struct {
 	PlacedAt  time.Time
 	EndedAt   time.Time
 	Topic     string
-	// Placement is the decision record: strategy, locality, candidates,
-	// wait.
-	Placement events.AllocPlacedData
+	// Placement is what the alloc keeps of its decision record beyond its
+	// own fields: strategy, locality, candidates, wait, basis and the
+	// deadline it was placed with. PlacedData rebuilds the whole record.
+	Placement Placement
 	// Completion is set once the worker completed the alloc.
 	Completion *events.AllocCompletedData
 	// ExpiryReason is set once the alloc expired.
 	ExpiryReason string
+}
+
+// Placement is the part of an alloc.placed record that the alloc does not
+// hold in its own fields. (The fold keeps one per alloc, so it keeps no
+// second copy of the ids and topic.)
+type Placement struct {
+	// Deadline is the deadline the placement set; the alloc's Deadline
+	// moves on with heartbeats.
+	Deadline time.Time
+	// Strategy is the pool strategy that ranked the candidates.
+	Strategy events.Strategy
+	// Locality tells whether a replica holder was chosen.
+	Locality events.Locality
+	// Candidates is how many feasible workers were considered.
+	Candidates int
+	// WaitedMs is how long the eval waited in the queue.
+	WaitedMs events.Millis
+	// Basis is the offset up to which the deciding scheduler had folded the
+	// partition.
+	Basis int64
+}
+
+// PlacedData rebuilds the alloc.placed record that placed a: the alloc's
+// own fields as placed plus its Placement.
+func (a *Alloc) PlacedData() events.AllocPlacedData {
+	pl := a.Placement
+	return events.AllocPlacedData{AllocID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID, DatasetID: a.DatasetID,
+		Size: a.Size, Attempt: a.Attempt, Deadline: pl.Deadline, Topic: a.Topic, Strategy: pl.Strategy,
+		Locality: pl.Locality, Candidates: pl.Candidates, WaitedMs: pl.WaitedMs, Basis: pl.Basis}
 }

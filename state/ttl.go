@@ -54,25 +54,66 @@ type TTLEntry struct {
 // Order: deadline, then kind (alloc, worker, replica), then alloc id, or
 // worker id and dataset id.
 type TTLIndex struct {
-	tree *btree.BTreeG[TTLEntry]
+	tree *btree.BTreeG[ttlItem]
+}
+
+// ttlItem is a TTLEntry as the index holds it: the deadline as an instant
+// (seconds and nanoseconds since the Unix epoch), which compares fast and
+// takes less room; TTLEntry's Deadline is the owner's own time value.
+type ttlItem struct {
+	sec     int64
+	nsec    int32
+	kind    TTLKind
+	alloc   *Alloc
+	worker  *Worker
+	dataset string
+}
+
+func itemOf(e TTLEntry) ttlItem {
+	return ttlItem{sec: e.Deadline.Unix(), nsec: int32(e.Deadline.Nanosecond()), kind: e.Kind,
+		alloc: e.Alloc, worker: e.Worker, dataset: e.Dataset}
+}
+
+// entry returns the TTLEntry of it, with the deadline its owner holds (equal
+// to the indexed one: the fold keeps the index exact).
+func (it ttlItem) entry() TTLEntry {
+	e := TTLEntry{Kind: it.kind, Alloc: it.alloc, Worker: it.worker, Dataset: it.dataset}
+	switch it.kind {
+	case TTLAlloc:
+		e.Deadline = it.alloc.Deadline
+	case TTLWorker:
+		e.Deadline = it.worker.Deadline
+	case TTLReplica:
+		e.Deadline = it.worker.Replicas[it.dataset]
+	}
+	return e
+}
+
+// after reports whether it's deadline is after t.
+func (it ttlItem) after(t time.Time) bool {
+	sec := t.Unix()
+	return it.sec > sec || (it.sec == sec && it.nsec > int32(t.Nanosecond()))
 }
 
 func newTTLIndex() *TTLIndex { return &TTLIndex{tree: btree.NewG(32, lessTTL)} }
 
-func lessTTL(a, b TTLEntry) bool {
-	if c := a.Deadline.Compare(b.Deadline); c != 0 {
+func lessTTL(a, b ttlItem) bool {
+	if a.sec != b.sec {
+		return a.sec < b.sec
+	}
+	if a.nsec != b.nsec {
+		return a.nsec < b.nsec
+	}
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	if a.kind == TTLAlloc {
+		return a.alloc.ID < b.alloc.ID
+	}
+	if c := cmp.Compare(a.worker.ID, b.worker.ID); c != 0 {
 		return c < 0
 	}
-	if a.Kind != b.Kind {
-		return a.Kind < b.Kind
-	}
-	if a.Kind == TTLAlloc {
-		return a.Alloc.ID < b.Alloc.ID
-	}
-	if c := cmp.Compare(a.Worker.ID, b.Worker.ID); c != 0 {
-		return c < 0
-	}
-	return a.Dataset < b.Dataset
+	return a.dataset < b.dataset
 }
 
 // Len is the number of indexed deadlines.
@@ -80,35 +121,40 @@ func (t *TTLIndex) Len() int { return t.tree.Len() }
 
 // Next returns the earliest deadline, if any: nothing expires before it.
 func (t *TTLIndex) Next() (time.Time, bool) {
-	e, ok := t.tree.Min()
-	return e.Deadline, ok
+	it, ok := t.tree.Min()
+	if !ok {
+		return time.Time{}, false
+	}
+	return it.entry().Deadline, true
 }
 
 // Due calls fn for each entry whose deadline is at or before now, in index
 // order, until fn returns false. fn must not change the state.
 func (t *TTLIndex) Due(now time.Time, fn func(TTLEntry) bool) {
-	t.tree.Ascend(func(e TTLEntry) bool {
-		if e.Deadline.After(now) {
+	t.tree.Ascend(func(it ttlItem) bool {
+		if it.after(now) {
 			return false
 		}
-		return fn(e)
+		return fn(it.entry())
 	})
 }
 
 // Each calls fn for every entry in index order until fn returns false.
-func (t *TTLIndex) Each(fn func(TTLEntry) bool) { t.tree.Ascend(fn) }
+func (t *TTLIndex) Each(fn func(TTLEntry) bool) {
+	t.tree.Ascend(func(it ttlItem) bool { return fn(it.entry()) })
+}
 
-func (t *TTLIndex) put(e TTLEntry)    { t.tree.ReplaceOrInsert(e) }
-func (t *TTLIndex) remove(e TTLEntry) { t.tree.Delete(e) }
+func (t *TTLIndex) put(e TTLEntry)    { t.tree.ReplaceOrInsert(itemOf(e)) }
+func (t *TTLIndex) remove(e TTLEntry) { t.tree.Delete(itemOf(e)) }
 
 // move replaces old by moved, which differs only in its deadline.
 func (t *TTLIndex) move(old TTLEntry, deadline time.Time) {
 	if old.Deadline.Equal(deadline) {
 		return
 	}
-	t.tree.Delete(old)
+	t.tree.Delete(itemOf(old))
 	old.Deadline = deadline
-	t.tree.ReplaceOrInsert(old)
+	t.tree.ReplaceOrInsert(itemOf(old))
 }
 
 func allocTTL(a *Alloc) TTLEntry { return TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline, Alloc: a} }
