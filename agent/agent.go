@@ -310,7 +310,7 @@ func (a *agent) attach(ctx context.Context) error {
 			a.setIdentity(*saved)
 			a.setInterval(time.Until(res.Deadline))
 			a.log.Info("re-attached to the saved worker", "pool", saved.Pool, "worker", saved.Worker,
-				"topic", saved.Topic, "offset", saved.Offset, "state", a.state.path)
+				"topic", saved.Topic, "partition", saved.Partition, "offset", saved.Offset, "state", a.state.path)
 			return nil
 		case client.CodeOf(err) == "worker_not_found":
 			a.log.Info("the saved worker expired; registering a new one", "pool", saved.Pool, "worker", saved.Worker)
@@ -352,6 +352,7 @@ func (a *agent) register(ctx context.Context) error {
 		return err
 	}
 	id := Identity{Addr: a.cfg.Client.Addr(), Pool: res.PoolId, Worker: res.WorkerId, Topic: res.Topic,
+		Partition: res.Partition, Offset: res.StartOffset, Delivery: a.delivery(ctx, res.PoolId, res.Position),
 		Capacity: res.Capacity, Registered: time.Now().UTC(), Generated: true}
 	if err := a.state.save(id); err != nil {
 		return err
@@ -359,8 +360,23 @@ func (a *agent) register(ctx context.Context) error {
 	a.setIdentity(id)
 	a.setInterval(res.Deadline.Sub(sent))
 	a.log.Info("registered worker", "pool", id.Pool, "worker", id.Worker, "capacity", id.Capacity,
-		"topic", id.Topic, "state", a.state.path)
+		"delivery", id.Delivery, "topic", id.Topic, "partition", id.Partition, "offset", id.Offset, "state", a.state.path)
 	return nil
+}
+
+// delivery asks the server for the pool's delivery mode, from a view that
+// has applied the registration at pos. It is informational (the
+// registration says where the allocs arrive, and records of other workers
+// are skipped in either mode): on failure it warns and answers "".
+func (a *agent) delivery(ctx context.Context, pool, pos string) string {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, _, err := a.cfg.Client.GetPool(qctx, pool, client.Q{Index: pos, Wait: 5 * time.Second})
+	if err != nil {
+		a.log.Warn("cannot read the pool's delivery mode; reading the alloc topic the registration named", "pool", pool, "err", err)
+		return ""
+	}
+	return string(p.Delivery)
 }
 
 func (a *agent) setInterval(ttl time.Duration) {
