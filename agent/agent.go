@@ -11,10 +11,14 @@
 // $XDG_STATE_HOME/line/worker-<pool>[-<worker-id>].json, locked while the
 // agent runs) with the worker's pool, id, alloc topic and capacity, and the
 // next offset of the alloc topic to read. It uses manual offsets, not a
-// consumer group: the topic has one partition and one reader, the offset
+// consumer group: the worker's partition is known (partition 0 of its own
+// topic, or, in a pool with shared delivery, the partition of the shared
+// alloc topic and the start offset the registration answered), the offset
 // only means something together with the identity beside it, and a
 // restarted agent starts reading at once, without waiting for a group to
-// rebalance away from its previous incarnation.
+// rebalance away from its previous incarnation. On the shared topic the
+// records of other workers are skipped without saving the offset; the
+// next save covers them.
 //
 // For each alloc, in offset order, the agent waits for free capacity,
 // starts the command, and only then writes offset+1 to the state file
