@@ -286,7 +286,7 @@ func submitBatches(ctx context.Context, api *apiClient, pool string, specs []eva
 
 // verifyPerWorker checks that every alloc is on its worker topic, once.
 func verifyPerWorker(ctx context.Context, res *Result, run int, brokers []string, topics events.Topics, n int) error {
-	ww, err := watchAllocs(brokers, topics, nil, false)
+	ww, err := watchAllocs(brokers, topics, nil, true)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,13 @@ func verifyPerWorker(ctx context.Context, res *Result, run int, brokers []string
 	if d := ww.dups.Load(); d > 0 {
 		res.note("run %d: %d duplicate alloc records on worker topics", run, d)
 	}
-	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates", run, ww.count.Load(), ww.dups.Load())
+	ww.mu.Lock()
+	evals := len(ww.evals)
+	ww.mu.Unlock()
+	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates, %d distinct evals", run, ww.count.Load(), ww.dups.Load(), evals)
+	if ww.count.Load() != int64(n) || evals != n {
+		return fmt.Errorf("worker topics: %d distinct allocs of %d distinct evals, want %d of each: some eval was placed more than once", ww.count.Load(), evals, n)
+	}
 	return nil
 }
 
@@ -313,11 +319,11 @@ func verifyShared(ctx context.Context, res *Result, run int, brokers []string, t
 	if err != nil {
 		return fmt.Errorf("shared alloc topic: %w", err)
 	}
-	res.note("run %d: shared alloc topic %s (%d partitions): %d distinct allocs of %d, %d duplicates, %d on a wrong partition, %d with a key other than their worker",
-		run, topics.SharedAllocs(), chk.partitions, chk.distinct, n, chk.dups, chk.misplaced, chk.badKey)
-	if chk.distinct != int64(n) || chk.dups != 0 || chk.misplaced != 0 || chk.badKey != 0 {
-		return fmt.Errorf("shared alloc topic: %d distinct allocs of %d, %d duplicates, %d on a wrong partition, %d badly keyed",
-			chk.distinct, n, chk.dups, chk.misplaced, chk.badKey)
+	res.note("run %d: shared alloc topic %s (%d partitions): %d distinct allocs of %d distinct evals (%d submitted), %d duplicates, %d on a wrong partition, %d with a key other than their worker",
+		run, topics.SharedAllocs(), chk.partitions, chk.distinct, chk.evals, n, chk.dups, chk.misplaced, chk.badKey)
+	if chk.distinct != int64(n) || chk.evals != int64(n) || chk.dups != 0 || chk.misplaced != 0 || chk.badKey != 0 {
+		return fmt.Errorf("shared alloc topic: %d distinct allocs of %d distinct evals, want %d of each; %d duplicates, %d on a wrong partition, %d badly keyed",
+			chk.distinct, chk.evals, n, chk.dups, chk.misplaced, chk.badKey)
 	}
 	return nil
 }

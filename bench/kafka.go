@@ -406,8 +406,8 @@ func brokerCopy(ctx context.Context, brokers []string, n, fillTxn, copyTxn int) 
 
 // sharedCheck is what readShared found on the shared alloc topic.
 type sharedCheck struct {
-	partitions                        int32
-	distinct, dups, misplaced, badKey int64
+	partitions                               int32
+	distinct, evals, dups, misplaced, badKey int64
 }
 
 // readShared reads every partition of the shared alloc topic from the
@@ -433,6 +433,7 @@ func readShared(ctx context.Context, brokers []string, topics events.Topics, wan
 	}
 	chk.partitions = int32(len(td.Partitions))
 	seen := make(map[string]struct{}, want)
+	evals := make(map[string]struct{}, want)
 	quiet := time.Time{}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
@@ -462,8 +463,9 @@ func readShared(ctx context.Context, brokers []string, topics events.Topics, wan
 				return
 			}
 			seen[a.AllocID] = struct{}{}
+			evals[a.EvalID] = struct{}{}
 		})
-		chk.distinct = int64(len(seen))
+		chk.distinct, chk.evals = int64(len(seen)), int64(len(evals))
 		switch {
 		case got > 0:
 			quiet = time.Time{}
