@@ -19,7 +19,9 @@ import (
 // topics, and nothing of it reaches the shared topic. When a worker of the
 // shared pool expires, the shared topic stays.
 func TestSharedDelivery(t *testing.T) {
-	e := newEnv(t, nil, func(c *config.Config) { c.WorkerTTL, c.AllocTTL, c.ReplicaTTL, c.PoolTTL = time.Hour, time.Hour, time.Hour, 2*time.Second })
+	e := newEnv(t, nil, func(c *config.Config) {
+		c.WorkerTTL, c.AllocTTL, c.ReplicaTTL, c.PoolTTL = time.Hour, time.Hour, time.Hour, 2*time.Second
+	})
 	shared := e.cfg.Topics.SharedAllocs()
 	e.do("POST", "/v1/pools", map[string]any{"pool_id": "sh", "delivery": "shared"}, 201)
 	e.createPool("pw", events.Spread, 0)
