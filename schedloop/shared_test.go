@@ -16,8 +16,9 @@ import (
 // shared alloc topic, each exactly once, on the partition of its worker
 // and keyed by the worker id, and alloc.placed names that topic; a pool
 // with per-worker delivery beside it still delivers to its workers' own
-// topics, and nothing of it reaches the shared topic. When a worker of the
-// shared pool expires, the shared topic stays.
+// topics, and nothing of it reaches the shared topic. When the shared pool
+// is deleted (which hands every worker's topic, here the shared one, to the
+// topic deleter), the shared topic stays.
 func TestSharedDelivery(t *testing.T) {
 	e := newEnv(t, nil, func(c *config.Config) {
 		c.WorkerTTL, c.AllocTTL, c.ReplicaTTL, c.PoolTTL = time.Hour, time.Hour, time.Hour, 2*time.Second
