@@ -14,7 +14,7 @@ import (
 
 // Alloc is one record of a worker's alloc topic.
 type Alloc struct {
-	// Offset is the record's offset on the topic (partition 0). A
+	// Offset is the record's offset on the partition read. A
 	// consumer that restarts at Offset+1 does not see it again.
 	Offset int64
 	// Record is the decoded value. Its zero value when Err is set.
@@ -29,7 +29,8 @@ type Alloc struct {
 }
 
 // AllocConsumer reads one worker's alloc topic
-// (<deployment>.allocs.<pool>.<worker>, one partition) with
+// (<deployment>.allocs.<pool>.<worker>, one partition) or its partition of
+// the shared alloc topic (<deployment>.allocs) with
 // isolation.level=read_committed, so it sees an alloc exactly when the
 // event log does. It uses no consumer group: the caller chooses the start
 // offset and keeps its own position (see package agent).
