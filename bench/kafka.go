@@ -42,8 +42,9 @@ type allocWatcher struct {
 	placed bool
 }
 
-// watchAllocs starts reading the worker topics: from the start, or from
-// the given offsets (ConsumePartitions) when from is not nil.
+// watchAllocs starts reading the worker topics and the shared alloc topic:
+// from the start, or from the given offsets (ConsumePartitions) when from
+// is not nil.
 func watchAllocs(brokers []string, topics events.Topics, from map[string]map[int32]kgo.Offset, track bool) (*allocWatcher, error) {
 	return watch(brokers, topics, from, track, false)
 }
@@ -71,7 +72,9 @@ func watch(brokers []string, topics events.Topics, from map[string]map[int32]kgo
 	case from != nil:
 		opts = append(opts, kgo.ConsumePartitions(from))
 	default:
-		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^"+regexp.QuoteMeta(topics.AllocsPrefix())+".*"),
+		// The worker topics and the shared alloc topic.
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^"+regexp.QuoteMeta(topics.AllocsPrefix())+".*",
+			"^"+regexp.QuoteMeta(topics.SharedAllocs())+"$"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	}
 	cl, err := kgo.NewClient(opts...)
