@@ -11,10 +11,14 @@
 // $XDG_STATE_HOME/line/worker-<pool>[-<worker-id>].json, locked while the
 // agent runs) with the worker's pool, id, alloc topic and capacity, and the
 // next offset of the alloc topic to read. It uses manual offsets, not a
-// consumer group: the topic has one partition and one reader, the offset
+// consumer group: the worker's partition is known (partition 0 of its own
+// topic, or, in a pool with shared delivery, the partition of the shared
+// alloc topic and the start offset the registration answered), the offset
 // only means something together with the identity beside it, and a
 // restarted agent starts reading at once, without waiting for a group to
-// rebalance away from its previous incarnation.
+// rebalance away from its previous incarnation. On the shared topic the
+// records of other workers are skipped without saving the offset; the
+// next save covers them.
 //
 // For each alloc, in offset order, the agent waits for free capacity,
 // starts the command, and only then writes offset+1 to the state file
@@ -310,7 +314,7 @@ func (a *agent) attach(ctx context.Context) error {
 			a.setIdentity(*saved)
 			a.setInterval(time.Until(res.Deadline))
 			a.log.Info("re-attached to the saved worker", "pool", saved.Pool, "worker", saved.Worker,
-				"topic", saved.Topic, "offset", saved.Offset, "state", a.state.path)
+				"topic", saved.Topic, "partition", saved.Partition, "offset", saved.Offset, "state", a.state.path)
 			return nil
 		case client.CodeOf(err) == "worker_not_found":
 			a.log.Info("the saved worker expired; registering a new one", "pool", saved.Pool, "worker", saved.Worker)
@@ -352,6 +356,7 @@ func (a *agent) register(ctx context.Context) error {
 		return err
 	}
 	id := Identity{Addr: a.cfg.Client.Addr(), Pool: res.PoolId, Worker: res.WorkerId, Topic: res.Topic,
+		Partition: res.Partition, Offset: res.StartOffset, Delivery: a.delivery(ctx, res.PoolId, res.Position),
 		Capacity: res.Capacity, Registered: time.Now().UTC(), Generated: true}
 	if err := a.state.save(id); err != nil {
 		return err
@@ -359,8 +364,23 @@ func (a *agent) register(ctx context.Context) error {
 	a.setIdentity(id)
 	a.setInterval(res.Deadline.Sub(sent))
 	a.log.Info("registered worker", "pool", id.Pool, "worker", id.Worker, "capacity", id.Capacity,
-		"topic", id.Topic, "state", a.state.path)
+		"delivery", id.Delivery, "topic", id.Topic, "partition", id.Partition, "offset", id.Offset, "state", a.state.path)
 	return nil
+}
+
+// delivery asks the server for the pool's delivery mode, from a view that
+// has applied the registration at pos. It is informational (the
+// registration says where the allocs arrive, and records of other workers
+// are skipped in either mode): on failure it warns and answers "".
+func (a *agent) delivery(ctx context.Context, pool, pos string) string {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, _, err := a.cfg.Client.GetPool(qctx, pool, client.Q{Index: pos, Wait: 5 * time.Second})
+	if err != nil {
+		a.log.Warn("cannot read the pool's delivery mode; reading the alloc topic the registration named", "pool", pool, "err", err)
+		return ""
+	}
+	return string(p.Delivery)
 }
 
 func (a *agent) setInterval(ttl time.Duration) {

@@ -17,7 +17,8 @@ import (
 // (errWorkerLost), or something fails for good.
 func (a *agent) consume(ctx context.Context, lost <-chan error) error {
 	id := a.identity()
-	cons, err := client.ConsumeAllocs(a.cfg.Brokers, id.Topic, id.Offset, a.cfg.KafkaOpts...)
+	cons, err := client.ConsumeWorkerAllocs(a.cfg.Brokers, events.AllocTarget{Topic: id.Topic, Partition: id.Partition},
+		id.Worker, id.Offset, a.cfg.KafkaOpts...)
 	if err != nil {
 		return err
 	}
@@ -83,13 +84,24 @@ func (a *agent) handle(ctx context.Context, id *Identity, m client.Alloc) error 
 		a.log.Warn(msg, append(args, "offset", m.Offset)...)
 		return a.commit(id, m.Offset+1)
 	}
+	if m.Foreign {
+		// Another worker's record on the shared alloc topic: move on
+		// without writing the state file (the next save covers it).
+		a.advance(id, m.Offset+1)
+		return nil
+	}
 	if m.Err != nil {
 		return skip("skipping a record that is not an alloc", "err", m.Err)
 	}
 	rec := m.Record
 	switch {
 	case rec.PoolID != id.Pool || rec.WorkerID != id.Worker:
-		return skip("skipping an alloc of another worker", "alloc", rec.AllocID, "pool", rec.PoolID, "worker", rec.WorkerID)
+		// On the shared alloc topic a worker of another pool may have
+		// the same id (the key): like any foreign record, skipped
+		// without a save.
+		a.log.Debug("skipping an alloc of another worker", "alloc", rec.AllocID, "pool", rec.PoolID, "worker", rec.WorkerID, "offset", m.Offset)
+		a.advance(id, m.Offset+1)
+		return nil
 	case a.started(rec.AllocID):
 		return skip("skipping an alloc seen before", "alloc", rec.AllocID)
 	case rec.Size > a.cfg.Capacity:
@@ -160,6 +172,16 @@ func (a *agent) kickHeartbeat() {
 	if k != nil {
 		k()
 	}
+}
+
+// advance moves the next offset to read to off without saving it.
+func (a *agent) advance(id *Identity, off int64) {
+	id.Offset = off
+	a.mu.Lock()
+	if a.id.Worker == id.Worker {
+		a.id.Offset = off
+	}
+	a.mu.Unlock()
 }
 
 // commit saves off as the next offset to read.

@@ -19,15 +19,24 @@ type Identity struct {
 	Version int `json:"version"`
 	// Addr is the server the worker was registered with (informational).
 	Addr string `json:"addr,omitempty"`
-	// Pool and Worker are the worker's ids; Topic is its alloc topic.
-	Pool   string `json:"pool_id"`
-	Worker string `json:"worker_id"`
-	Topic  string `json:"topic"`
+	// Pool and Worker are the worker's ids; Topic is its alloc topic
+	// and Partition the partition of it that carries the worker's allocs
+	// (0 for a per-worker topic; the worker's partition of the shared
+	// alloc topic for a pool with shared delivery).
+	Pool      string `json:"pool_id"`
+	Worker    string `json:"worker_id"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition,omitempty"`
+	// Delivery is the pool's delivery mode as the server answered it
+	// (empty if it could not be asked: informational).
+	Delivery string `json:"delivery,omitempty"`
 	// Capacity the worker was registered with. An agent started with
 	// another capacity registers a new worker.
 	Capacity int64 `json:"capacity"`
-	// Offset is the next offset of Topic to read: every alloc before it
-	// has been started (or skipped) by this worker, and none after it.
+	// Offset is the next offset of Topic (Partition) to read: every
+	// alloc of this worker before it has been started (or skipped), and
+	// none after it. On a shared topic the records of other workers
+	// between saves are skipped again after a restart.
 	Offset int64 `json:"offset"`
 	// Registered is when the worker was registered.
 	Registered time.Time `json:"registered_at"`

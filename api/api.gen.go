@@ -61,6 +61,24 @@ func (e AllocStatus) Valid() bool {
 	}
 }
 
+// Defines values for Delivery.
+const (
+	DeliveryPerWorker Delivery = "per-worker"
+	DeliveryShared    Delivery = "shared"
+)
+
+// Valid indicates whether the value is a known member of the Delivery enum.
+func (e Delivery) Valid() bool {
+	switch e {
+	case DeliveryPerWorker:
+		return true
+	case DeliveryShared:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for EvalStatus.
 const (
 	EvalStatusCompleted    EvalStatus = "completed"
@@ -296,6 +314,16 @@ type Completion struct {
 
 // CreatePoolRequest Settings of a new pool. All fields are optional.
 type CreatePoolRequest struct {
+	// Delivery How a pool's allocs reach its workers. `per-worker` (the default)
+	// gives every worker its own alloc topic
+	// `<deployment>.allocs.<pool>.<worker>`, created when it registers.
+	// `shared` sends the allocs of every worker to the one shared topic
+	// `<deployment>.allocs` (a fixed number of partitions,
+	// `LINE_ALLOCS_PARTITIONS`), on the partition of the worker id, with
+	// the worker id as key; each worker reads its partition and keeps
+	// its own records. See docs/operations.md.
+	Delivery *Delivery `json:"delivery,omitempty"`
+
 	// LocalityWait A Go duration string: a sequence of decimal numbers with optional
 	// fraction and a unit suffix (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
 	// such as `"300ms"`, `"5s"` or `"1h2m"`; or `"0"`.
@@ -324,6 +352,16 @@ type CreatePoolRequest struct {
 //
 // Example: ds.2024-06-01
 type DatasetId = string
+
+// Delivery How a pool's allocs reach its workers. `per-worker` (the default)
+// gives every worker its own alloc topic
+// `<deployment>.allocs.<pool>.<worker>`, created when it registers.
+// `shared` sends the allocs of every worker to the one shared topic
+// `<deployment>.allocs` (a fixed number of partitions,
+// `LINE_ALLOCS_PARTITIONS`), on the partition of the worker id, with
+// the worker id as key; each worker reads its partition and keeps
+// its own records. See docs/operations.md.
+type Delivery string
 
 // Duration A Go duration string: a sequence of decimal numbers with optional
 // fraction and a unit suffix (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
@@ -848,8 +886,18 @@ type Pool struct {
 	CreatedAt     time.Time `json:"created_at"`
 
 	// DeleteAt When a disbanded pool is deleted.
-	DeleteAt    *time.Time `json:"delete_at,omitempty"`
-	DeletedAt   *time.Time `json:"deleted_at,omitempty"`
+	DeleteAt  *time.Time `json:"delete_at,omitempty"`
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+
+	// Delivery How a pool's allocs reach its workers. `per-worker` (the default)
+	// gives every worker its own alloc topic
+	// `<deployment>.allocs.<pool>.<worker>`, created when it registers.
+	// `shared` sends the allocs of every worker to the one shared topic
+	// `<deployment>.allocs` (a fixed number of partitions,
+	// `LINE_ALLOCS_PARTITIONS`), on the partition of the worker id, with
+	// the worker id as key; each worker reads its partition and keeps
+	// its own records. See docs/operations.md.
+	Delivery    Delivery   `json:"delivery"`
 	DisbandedAt *time.Time `json:"disbanded_at,omitempty"`
 
 	// Evals Evals the pool knows, in any status.
@@ -907,6 +955,16 @@ type Pool struct {
 
 // PoolCreated A created pool.
 type PoolCreated struct {
+	// Delivery How a pool's allocs reach its workers. `per-worker` (the default)
+	// gives every worker its own alloc topic
+	// `<deployment>.allocs.<pool>.<worker>`, created when it registers.
+	// `shared` sends the allocs of every worker to the one shared topic
+	// `<deployment>.allocs` (a fixed number of partitions,
+	// `LINE_ALLOCS_PARTITIONS`), on the partition of the worker id, with
+	// the worker id as key; each worker reads its partition and keeps
+	// its own records. See docs/operations.md.
+	Delivery Delivery `json:"delivery"`
+
 	// LocalityWait A Go duration string: a sequence of decimal numbers with optional
 	// fraction and a unit suffix (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
 	// such as `"300ms"`, `"5s"` or `"1h2m"`; or `"0"`.
@@ -1151,6 +1209,9 @@ type WorkerRegistered struct {
 	// Deadline The worker must send a heartbeat before this time or it is considered lost.
 	Deadline time.Time `json:"deadline"`
 
+	// Partition The partition of `topic` that carries the worker's allocs (0 for its own topic).
+	Partition int32 `json:"partition"`
+
 	// PoolId Id of a pool. Appears in Kafka topic names, hence lower-case letters,
 	// digits, `_` and `-` only, starting with a letter or digit, at most 64
 	// characters.
@@ -1165,7 +1226,15 @@ type WorkerRegistered struct {
 	// Example: 3:18211
 	Position Position `json:"position"`
 
-	// Topic Kafka topic on which the worker receives its allocs.
+	// StartOffset The first offset of `partition` that can hold an alloc of the
+	// worker (0 for its own topic; the partition's end before the
+	// registration for the shared topic).
+	StartOffset int64 `json:"start_offset"`
+
+	// Topic Kafka topic on which the worker receives its allocs: its own
+	// topic (`per-worker` delivery) or the shared alloc topic
+	// (`shared` delivery), whose records of other workers it skips
+	// (record key = worker id).
 	Topic string `json:"topic"`
 
 	// WorkerId Id of a worker, unique within its pool. Appears in Kafka topic names,
@@ -10156,170 +10225,177 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L39cttGlij+Kl38TVVID0hRtuIkVP3qlmM7iXe8idfyVm7dwCu0gCbZI7CbQTckcxw91r7APtmtc/oD",
-	"DRIgQYmSM3P1j02RQKNx+nx/fu6lcrGUggmtepPPvTmjGSvw41su2BuRsU/wR8ZUWvCl5lL0Jr0Pc0aW",
-	"UnH4UxE9Z+SKs2tChbpmBRcz/Or3khUrMqeK0OUy5yybkCUrYrGkhcY7I5L4zxM5nSqmEyKneHNOlSYF",
-	"S2WRudsjksrFgsZCsSUtqIZvlCw0y8jFiviVSJ+NZiOSjCfHT6PjyTfJYETeuR8VueZ6Hgsh9Rz2aZcm",
-	"tGAkZ1NNZKlJnwrCFku9Ilc0L9mErF+9Ynow6kU9lc7ZggJ49GrJepOe0vD2vZubqPee6WL1YqpZsQm+",
-	"n8vFBSvgVRVLpcgUoXAhuZ7zdI6vX7DfS6Y0WdAVuYA/dcFZVn/mVBYLqnuTHhf62dNe1FtwwRflojcZ",
-	"R25DXGg2Y0XvBrYEUFswbY/3RZ7L9B3V8839vcncMVC4CB7L4fslXB31BF3A2vhbL+rBXnnBst5EFyUL",
-	"d/iXgk17k97/d1Th2JH5VR3h499kCKuXZaFk8R+AL824lgj2SZ+neJlHkWXBrrgsFVnSGfN7RKyrNmnu",
-	"qcFtQT+9ZWIGL/50fPItws19cQxQ0poVsNR//fZi+H/o8B/j4Xfnw49//UsvajjnV1RTxfQuQGbmshZQ",
-	"2l9vDUy7CQvO11c037UfdkXzls3AT7feCTzbbgN5R8uhvkBOQaTIV0SKlFU8JOAXRM+58nyG9ClJ3B9J",
-	"LAqmy0IY4qfkuuCaDSJyTblGUtVkIZUmCXyRtGEHR/bW9d3e2Yfj273lC65b3u6NZgsFzG4rauawQu3h",
-	"GZvSMte9yfF4HAGeGnI+HuOfjrqPG6g76r2TcuehL6VsO3T46daHDs+2h/4rbYXKT/Ka5BKEg8RjIlNZ",
-	"kASPICF9++4k+VolUXV8z8cKGPivXM9lqWPhrucaMUVIwqZTluo2IMODOh/wq7Kg/oB/lcUlK3aB9Bqv",
-	"agGq+fHWYDU7QMDewBpqKYViyLy/p9l7IyLgr1QKzQR+RNJJ8S2O/q5gs5+7Um5RSCsoNhmwk0dckQXN",
-	"QfKAOOfiiuY8I/929svPESnFpZDXgkw5yzMVEWrEZyyuuMypdmqBeR7p84xYVhuRgooZi0iOXDgio9Fo",
-	"EBFZEBT2Cyo0T2mer/wDU7m44ALfctQDASLFNOfpAwMjtU81SgW+XFoWBROaKE01m+BXPCM0LxjNVoR9",
-	"4kqrKBaOGAGeGVcXVGSgzcgiwCl8fxCShiXaJaZccDUHVcBx2A98wWT5QK+OLDrjGahEyKZXlrFYHj3j",
-	"V0wQqjxdA2S4sGw4Fn0Gq5NUZsxecq7N/oHKk/89BKVz+Mbcq1meKzKX12RKC6D4mUQ6D3RU1LKGXs1q",
-	"ei979VGgkN1EvfBJu+6sFGGEys9S/yBLkT0MxAFNog2UAAaDki9UFjPJFB4M4hliyDu6yiXNPkj5lhYz",
-	"9rD0cSER51PGMmMkKFZcseIrRRT/ByMo/3CX/ynoFeU5vcgfaIdmIySlYAiYv2qQLPhsromQ16SvNNgO",
-	"YkbKZUT+RqeXNBZltV84EnnFCoAyywYjgmhm9XlU/FhOV5YuuIhFEqBschhsxpe07+01+yadyyJPn5Jl",
-	"TlMwe7QGQweEGdg8VzRHu2ZZyCUrNDeyBm8651lnjT7q2XUDy8irKhEanDkzm9q+4svqSjhGo+R22Emg",
-	"DsPp0yzngm0C5Nc58CpSlEKgyojAYZ+WvGCKlCJnSpE5o4W+YGBtAmS8zZVRzYbAujaNgqjHgJ2fU12z",
-	"0rbfcUXzDi/mtOuoh9tcnReMWqrYWNIc8V67wFsWlvS2Knz+QrhLyi57d0pi1APqXzdgn5/0ogZcATla",
-	"qk6YdwYiF+7Rcskb0P8DfF0Ztc65cE0V0Ci/YgVYHHLUBBjDfju8ZKCyhVrfbx5IUUVO1amHD7DgqWgo",
-	"wGAPj/B03QuHx/fRv4O8+DtL8ZgQSJaiWNbAHkjqfqzM/jtzgr2Rw6kS3Y2xvbGkVN2OpwK2e1YrXN9k",
-	"bUYC9VwXFSV3RAHLJRK4kMGAAajR/PeSWcUpFlwr1AEmJGegLauIZHzGtYpIMkoikpzDP5OEUJGRZJhE",
-	"xEss1EppLMyNIKnwzsq6On76LUnntKApLIzn3eT8+Fh9HJ1Phh8/j6Pjp9/c/KWJUgJSbOK3BasAojQV",
-	"mToldB3xvlJEljqVCwb6MWiPlchAkckE2MG/9Szn7nmZwpCqkINnwWE1bM+gS31/v9iHBqcWPk2VKagy",
-	"+Iwp5XnLIxyJ4aMCI41mGSIRzd8FRDWluWJNKops3kydINknrs9Bmd58mdefuDZ6dmCpRoTDcquaKHPu",
-	"w03uu2BK0VnD4j8UjA1hAWIviQg6XY0OBSIJ900ATGWBHpDA63Yy/u55A+DuTsV2hSYqfVlTOjYdE4Hd",
-	"pSiYbA5LUZbvgPx+oHzgFy9AeQH+ejtcPGMamIkyByrYtfEikRd5bi19dJ7LpVlvE1K5TGnO9eocXTGd",
-	"PTC30St0QTWbrXbdceauAzBuAKxSHts4unPmegYOprk69d6NrMxZQZYFm7JCWawCA4jqWDg7fi7zjHA9",
-	"Im9vw9VjQckeXJ19ooD9oP6p0dPx05Ph+PlwfHwIfu8PrEGf+FGSzP5MzB0TQokCNBQp8qWMpXxBcyIw",
-	"IGL9KA6VYjGFd4C7AQoUJKMmqpxO+SfST4QCEJX47//8N/63wH/NR/hnngyiWKgynaNLIu49G48XKu7B",
-	"b3Hva/gE8Evi3vH86SLuJaf2z3HcS+qA+1rVodX/DQD1134cj8ynwf/qC/VHqf74n/9WfyzUH+qPxR/z",
-	"weCvf/njv8aNkDMG6gbYvgejWU4Ju2LFihh3iXP9NbAht8hOU/gV05TnG5zDLNDEOMK7GkQ51eQa9Jjr",
-	"QorZ5saahdKZBps5IguazrlgQ6AFtKIrt1Cj/t0qiH4qF1RUywQ/+kAHrDxqDN2EcMD9Vg9qBMgVzRut",
-	"auQBNIiDKsYUEPcBTekGdcUbYYooSaY0fMtA8tzSbA5t2Aaz2cWQgPcBywNhzwXNiRFFe9jK+1q+GAoM",
-	"HAxrx2E9GsKHWGGncE+lezfDaWlcZc0BSNjlV4rYayI4bVVeLLi2fgFR5tZ9ZRz8n4YzObTP+LuSYvSe",
-	"Xv+7xa3g16G65MuhY3jDpYT9FGaRhzKefi9Z2emkMSTPYIMYmsMAf8m6n3Tlq1h/yqp6CJjjBQOSY1lk",
-	"/HEly1DKMZoNjdAzMG94gMLo2R561D04IwBTg+UdluzhiGm1TSt/gfUReAvVc4k1+ljbQHjaO8xaeI0X",
-	"acqWzc4CQaj90YeS66wuK43ntoFpfyhKBoaIP3Ru3DBON/JbJlr6uCXaz7EwKSZgF2pAzuTpeEx++ZvR",
-	"k6r1jBvc4g6dUS4GAcZcSJkzKm7FfR6AJDscv180CuDcdorfU53Oux3lBVxqtA+aqyapXgq9LZ8F7wOT",
-	"Hc4CV2tmtnhdgwUuGHCYYoXBc7gogsWcW14WmY21arboRIj+tStNnxYFXd3iKFuPxQDFvdPWU7idCfZi",
-	"7VyALAyNNCiEzYB1MkxF5BhuPx6Px+O9IOm2foOm/BtzGy6DqQnui3Uwr6ubW2FUaZs0z3+Z9ia/7d5X",
-	"7yb63KRldRIDTRbgx6hFw0PjhGvlg7x9WaBQHDj3jH2Nrc5Ag9Q1Jx/p4uOLxTYnX2drMBb/qYAnKsIz",
-	"tlhKzUS6IpdshdkYiFVKcSnW7Ma/y4vhydOJmtMiG35zCMMRAPWWqyYVDrNmtnAhj7OdkbeJ/IOUsgbd",
-	"umAKrRurARUMvRwLWTCCTz0lS6pAyUfL0mam7TYzzI7b8P+W7MHi5xaucFsbYG/p2KZD/7KkgO//dvbL",
-	"zyYrxFDDigAcSN+AISJ4OJF1FkRWiY9iYSU2oDdo2gMyx4wJpx9Yx53PwkByBCJL51TMWDaKxVmJj3B3",
-	"NEai70uNdypmHSQv6ZKmXK/QraEq5UWmabnkTBFpGIPNMCJjDDUbxSgWC0aFIsc1Kj2ONrVYn0T29Pjk",
-	"m5Nvnz0/+WZHomgLbrY5zb1THzdvfPoTkiyZyLiYJaRvtLBBRBITs0pIHxNaXNw1Fva4ZIHLGO89kYKR",
-	"67lUJvl1ha4iYEyYMlMyWM87/ZE7OqshIX20XUkpzAOtb9oxWRPxc0k3AyKLWCRgXJw74yIh/QKQrTRR",
-	"GqtaD8JYgH09H4hbC0G4vdjgnV+5MWDwE6N5U5KZ+R5ZPujFXDClnEFr8LfBwWAyJ9s5SIP7eY3zYdai",
-	"z6W+ZKvIu+mq7w1lDiLcjEndtluLhbETr4B9+kRO6UIDGVkWEoCzIWM+98a9Se/426fHx72odwyfv3k+",
-	"Puk1IWTW4pZ64d+ZcGFoAXaLXBwsArQvGm3HSzq9pI0OK+0jKJj9QVIphNk/6SfyMjGI2+R6WhbyImeL",
-	"QV2Uysve1uBHfQPwBC+FXN4KV+ZNkOVj8orVkEFhcJoB3MZzFguMA+GeUXM0byELkoJSyRQplxXnzOUs",
-	"RHPcq1uwAXmbwxAOmpFHxyaB95PLrOhmmvhEjAbp1prh8QF9P9fEXVHP2vxKGcdQbemOmRIP4Zk5ZNZB",
-	"mGAQ5BNsdQH4E7qt2WLl8pajQ9bfgPaonatQuHOvd+crJzo6GzCBP3XNeBlvKoZWWVIt/rClUQ0jUjDk",
-	"/SrM769teS7zTBGMf+WrznutaWD13TYYVxuH9pbNaLp6kV62J93bChu8kLwykvAdphmeMZH5U0fJU4tm",
-	"E3iTBoX8SzpFtmKwAcYBIvIuKhMAbhMyXyJhZnceyxa43DE03AQUvyRC5JQsSqXJBTP1VIHkXd9LgIYH",
-	"20ywZsv5HAbY7RBuCxk10OGZDRzDLS27/Wd3VrbDCXbQEU5rGPZPx4zesxlXmhVGZh8M1+vLtoAmtSbn",
-	"Lg+usYoru/TaLSpA8hKqjTJKF4yAgrSeTdTB8DxujMAdyiHrXrP9FEJqO9gZdCDhWzpibp1ieziXAwk8",
-	"DgfxMuzHSWuayeFOrKbvbJHhjyrqLVXUW+Du/Zg97ahllukofu7IZz0FbpQPdog/P1w6wHlZNMjjn+li",
-	"zReCmecEPSyuct0iVsFSxq8wDUYZf6y698z60MatXiOQB7sEtM1UbKQqPWcFoUEC91wKWbpUCJsfYkls",
-	"QhIhBUtIX8hY2C8HEUnmXCcmEbxGfxQJlacUrllwpRLSN37FWLBcses5K1jN/wjL96LeHItb4Y5Gz+K7",
-	"sJ5j0zPiXaq2FAJzG6sXxH0mJrTlXLfo1muoEbqgijfFc41nsFxiza/HEXhwxsUsyJac04xMZZ5ZeHpP",
-	"Y0fSSKnIeEY1a9jED4wqfpEzn4mZSqF4tpZGEiyWB3iwDSU9vtwq9zTC2mSWnS/UtlppJ6MBQOYGF15H",
-	"FMf4+ILnObetJDoBbMNvZzcVvHsNpuFeI3vYTRTUoscbv3u3DDlbwH+OXv+WpLfMxsFNfCCs28oiQn0L",
-	"AJc+5LKHbJC0K0qhobFfAVXGcqZZey4VrQIPVf0v3rNHdZm9Yb+NucfuXZXWgJyvTRKCS8y5FPJaIR5S",
-	"sWrK/2uHMbKTxidgWmPQtmA9lABYBM9M8zIzleWACnpOdb08ueNGcqr0+W3E5a2z2xf00/m0YC1O65wW",
-	"M6Y0gStIGigNrlCI9MfotZeldnxt0PFdMfC93WfOaJFzLCkOHOdrlZJhUbIVX3v4z238rAW3HAmHnO6+",
-	"lCQfq+uChZsIZsQk1vtjZBG7CPnIc9cz6ZZaCJsOUgtvI3IMqmy+q9NrWebQ6TaCpNLFGkTKuevF4aJE",
-	"AYetdua4ThTEWNeEQkA8noXUYq51am4TVMaT1FwJaX7yDVO+VEXL7Yohb1EFs/ch7oTuKydxmuBbl4JN",
-	"Eb3tctTR41fKUh4VWWiSKHLN85xcsP2l6wMXrK77FK7pSpHEw6dW7ui/3R2JDc/QUlsF0w6nt636ydZ/",
-	"LZeMFpjrGdqCgi6YisgcK3xyec2KYUoV84ltsfCZbec+nQ37QO2R0/b8JBZtFU6YKjlk5Xp1k8tQ8/28",
-	"Po+j58+ac9MAArty0wAKd85NQ335z5+bFsidjd285VOWrtIcZeCMBSgSYC5NNb8CcqtQ2OuxzZZrQFRr",
-	"b+9azbh0SgCF1RMMIuZyZsu91rsLxr1kFIuXcrGkCKsq7yGx6mVik1lQ6ic/vv5AjuaYhvOPBDRPUHVj",
-	"ce29Adh1DPvzXDBQ7+s6qrduHZuqY+qziUt2CfEUi8km5r9G5DxEAMGH5rUkhV3vQcMFHgrfHiZ00O4Q",
-	"fdXg9QyLMO/T+xn1TJ6vvcKmA97d5bU1wPHe6OKNYtfWrc5Z7trmef/jQeIUO3qtmBww3N56n5WCLU0r",
-	"T6zWuEdxfUiHYwCllgybLQe0S8BYQN1Zxjh8+POLmbNAc/WtEHtqCcTai9qqH4nTUkPtJDF3JaBp6oJf",
-	"lJop6zSiaSGVMqmKziPYN8Xa2LrWfYeyAd+2ZoQPTklywcWSppdJLKY8z6sS7ws2hetLBetIgNmWpQHt",
-	"Y1E38NG8VJpjbb1WgxF5ZeCAmXv+pfBIXFxOiligvWK9pb5dhYOb3W2jnG2NfXix4A3C7fKhg427H49e",
-	"84wTOXXdfm/HqDdCaLtZld3JGqfimiiGPXtvkzjY7PLxCDAkpVqzVg7q6nBnupcb0Lp9ztsioW8ytZFY",
-	"WXMVqb2PLoiGrh9cS3unQwWkAP5NzaO003O2v2nHo7uvsFcQ6sIXsQhXy/l07aLq2BDQ58aJNzFrs7F9",
-	"K7Ysv2mp2WopXNuBVKDJ8D1RqwmxnMDdtQl7Wfj4sLvznWTy2iFbqAR7+9ihXq1WDwPoXocbWt34tdcw",
-	"/Hlus/vNqm21azs8ArFodQmQzh6BLa2snp+09jy5Ho7H47u4Awxodulrgdv0Luqap5A/u7bm7E/HRA6g",
-	"RBwwV2J7fMMSCCangjAPZbnT4rD5OIhEwDaOrY+rwDHJpfqzlQvcs2B8AJHlJFO3AgVYnoupbIief/jw",
-	"jrx49wYw58kTWOnJk8h7i4ZKlkXKskrtrtIQLkqeawATQm0Ui1i8zDmGgUxMgDxBx9+TyOM2eWIp/4nz",
-	"W/p1ubAGCbC1WJjqTPIE7ZAnpG88JpZ1DEDDd+bLh3onKZPDxWg6d71mYkEFeYKn9STsH2i2UDcqgKUu",
-	"y4ucq7nNBDMRcylCI+grFXLtEfnV2iqXjC3huoViOWAJzfmVYf4VySjzfsaGNykLIquaGJnHOeD4Rmwm",
-	"eQpA/BovM558EzgDavPePbpcMlfuac6F/IqONyxHsFNHcIyA6axtfYKqutHU0OmyMPKqGiNA+s1uwsEo",
-	"FmvuP/N2KrJ9/f0Mk6ACLsxzMXEpMqdXLBadvIOkj/3UKl/kwOCfFLAUl0JN4O8n5H3VX5kz034NC2sN",
-	"YajTtU7seIGLjsWCkH5yMh6T72nmVsInPSHvLKb6fMbMgJAWjTIdL0UWuqA6ncPKSbtgTUbkNZa+G2yA",
-	"e507Cp6zsc7OovJkRN5kpq1arQMdUh0s4rpGwI8zJhiOjHE9s20lXWhJIww+8IUF6fsfXpJnz559Z6uR",
-	"1alvZmZ+3+xupohtNYavEPe+bu02tng2VsYZ/YS8Dhp9cYfNIDC9bxo7cSXYTnuCS3+OTd+uuDchn2Ps",
-	"XQUf495oNIp7EYldH6vg25ubBNHpP0pWANb0NZ2R5HfzVzLAV/LPtkCypZqyINNCLpB0rji7VhEAeCpz",
-	"qximcmF9EcuCTfknnzIpZ0Rpaap5ScbVpUVg88pmPpCl3pQWuC24z/S4XusGP6k1mrf+G7IxMyTCwuGG",
-	"uULLel1rrW4VFmoZOjSwU4eIHzqEqNswdyiCVeqjh6Knk2fj5LS6xrp+GuYJ+QlEsIos9cgQOs2GK1kW",
-	"Qww0qInR4RApKhbmwhB+IIpFQGyv///H5Xj8LN1gcfAtS06DQU3YT+eawiH369NT8M3q8zkW9JOdzUFK",
-	"oXneNr+Fan9ksAj28cMDVwalqLkJLzTJPCYvjLyZVkv6vvYzpu1RgVYrjHaGAs13BUq+Hp+QH6lm13RF",
-	"7GgEM4UAu8tVgPFzB0gfbY7N0QNwQm74gN8LV8AriYWMT8Fx4w7qM0ngDMFsMAwjtFaNUKYzLgClJiTB",
-	"FgTBGJTj8dgbN/C84/F4PDCavB8sc4pdSs2r4xvWxyTBXkD/j8iUaRA2sA5irEIHJdfkgqaXNXuAmFFM",
-	"rqcn/b1kyDVwCJNJgU4IqO+WERZsWcistAN83r97OVR6lTvJbPmALDi8aB4LtVKaLUgfY0FLqudgRcNn",
-	"lF9G/KFsGRAlDVbgLIPQeYqqRmqVMtRO4BcuZiPyMxwQ2ABue2ouyzwjpTL7S66Ow92jmst1bobxiFDl",
-	"evHuTS/qXbFCGY3yeDQejUELlksm6JL3Jr1no/HombEq52jJHNUqAk0pUpPJaLLOCSjGVzS3vaCTd7+c",
-	"fSBHV8dHqF8efYb/bo6MPn70Gf+/OXI9BoCVf6iS0gHanoMK6XsH9xMT/QcJ5BvWYndMIx4STE/yAAHj",
-	"v6lk0g6wYUp/L7PVwSY0bCnOvKmbDjZwVpuA83Q8PvBOXqSXbfMiAqX1mlZ6JTpOTsxGmtb3Gz4K5vXg",
-	"LSe7b/FjRvCG73bf4IfgwA3Hz3bfsD4c5CbqfT3ucF84rgNHT5SLBS1WYLLbwwy6nhsUHQCp0ZkCM9B8",
-	"0/sItx5V5Xx3I5hkYg005Uwu5zIymt6w0gAt93WcVtkGx8bqwpklXFXaJBVZhCF/QUxNjatoRUsDpwQa",
-	"vZskn2+SVnqqXvNeiWmjovdmc3bU4SnHpLG0z69BorE5dY80s04zxq9gsXYXvQQ1zfsSzKvXb19/eL0h",
-	"Y1pxNnzUfSJtQ+n3n43/27Ql61l4FAFb0NmeZld8rmczHUZpsppiMvE+OgWCIPSQUdIgFkZoD5uyscTl",
-	"lNXtU+NgEncvhGsiuDVY3CfNNSeRfRGycwGPZspzh4ZtgV0w4ZHo1ojOHWdQHrKD7sJa9cNQHXq1k4nt",
-	"QajQDwPfxWILxbVQQm1390kHTX0AvggVmC6VzTTgG2P7ZljAYE1fvUdSWCOFMxNkcQ0Jd9JB2AHgoOLn",
-	"6LP5cHPk4yStqlZ9F/eK8E19FP5s6lYVi31Utbahuolcr3dZ24nzNqQFj54x3VQLhpEu4vLcO3UeHBHT",
-	"L0HFwjdlN05J44OakFonw41eilwRpjQ1YcosFq6he9AuEoNpJKXlbK5JuTz1ruTk6/EzcsaKK54yEsAr",
-	"sbLHp5+jdd/3O/KtEgemV+Lam2IiZiyCCaBEFuhWzaXSLhRZlQ7kON23IT4Yi1qLTLJfh8w6w/iRadsw",
-	"9B4p1D5h+/RUhwujAJUf9Om+oyfpr5gemGAGHrGZHHw9Xx1ywKqnu6bGrAGtyaWyhHZ1fBRMrVCtBGdi",
-	"BK7U38Y0G1rQ4jRaXSqy1q8WpxxVESksLM9MQMfOV4i8QyvHfBpQzvA6KfIVer5iYZ5tBlyZ0hybu1Aw",
-	"MpXFTGrNhEsqMxE0EytTPpUgMdGmjC1zuVowYeNMI9PIO8PkZWMqFWzhpjKsCUSu9CtGMzsXCx3sBV0w",
-	"A8DfNicG2BHUQYG/DTxwVR94vzYZ3k6833fCffN11R6PTATFzMDvcPlbvnAT8ztcjeGpzldXw/hvPt4j",
-	"t/Ct3BsotsqPq81vqVq7B9R5h5nct1AL9he+cE8HVaI2lb3OOQBKTYAIuIeNyFccBHXLHazD5NnYCnUb",
-	"qcS2DKRvSu+ioOQWu2Egfdf5RqM5xpV+hxvYoMNHMmjgEbvJwNeN/r+H+EuLSJuoHrWYXS/rIZ0gy7Yx",
-	"WIMBcROTwZ+wtfvnm6Q5NNTkkDDpXK7QBnQ/W1vk1FE/OMCFj1xhPKZOjMgPlOfKzmhMTsbfEWcnJDh6",
-	"NXg+rGbGwic2MTLxhYkY9Fax6FcNTjZax6CSYPINtCk/dVIblKFNUr73EFRj8CnaGARh42r4Dj721tu0",
-	"N48PSpiu2cNjlOoAUaqAhq+O1ySV9YJUXRwayr0MIjtynIA6KST2u2KFdXL5orooTDOVhVUcTPrD9hYQ",
-	"oLc6kqAadGbbACGxZGqtw+RkfEJ+lprgoSQ4CIcKn0S59FmR9uI6TZuIgGvm5AjY0+omHa6H1WpI//Sg",
-	"SF/14HiMax02rrVOAVGbJ0WXhagQ3YmTyLbJinyDJZNNi6PEULy9cKgbC4dbpi7U52gGtqAZgjIYNaOy",
-	"XWEznQ7wu9HBYHFzP4XvT6uTbeP5X1QR25tWvoTm9iPTmzhf09z2whI4kHdUz3s3Hxukxlq+2xYPpaUr",
-	"n2ZkS9wi4sfwoLAwTQEHVSmcb28Zi/X2l1Rg9nDKzMz3yMx6qzK/3HorO+J+hBreTtEBX7np/RuU5vLr",
-	"/gVIzQ3Ua6Q1D4FHYttJbBanD0xuu/EED7AzbfpcVAyaPcim2qxEF68ICo88YwCpOi2Yzb+oOimGFf6j",
-	"WFRmG9mHpr1e2GTsVZVW82C47ZQLjHCQvudUERqqGFPwfMrsrMmMe4DM3Nvn5D49LDt56WeqPSbmHjYx",
-	"t4MJd+QaAhx9tp9ujsIa+R2hDJev77uyWI+FzLNaWw9CXSGYq6iPxcWqqkGLDFFg9aO9C90vRm9GTdnW",
-	"kQmJXh/sHBKLGWZdeYdQzpU+7ULczU7Q9+7FH/2gHZsb7HaFhh2OHvWCne7ToHuWqtHNg2sKtrHOFl3B",
-	"d47uFO/0LKLe0qMetDSBPqkY4SIWWOVnq1tGtyfr167X7M4YYzDZnKugy3VTaNH33OweP3NtfR8DjLcO",
-	"MH75kOI/Dy+hznfaHn68g2XfpqifraWGrrc8sImOcAmvNfk1bfyx0jQWVcYTVSRR/B8sIb6VQq31QWRy",
-	"IEzzDjPCgoCWKOzM4RE58wPP4RI/El0DA0rsCDPMIx+atFYzWEAQnsUC1ZmqP73V703Y1Wcm1VOhstKQ",
-	"AJsQ0J8Tk+bkHXLmNf3IB9MKcV/jJGpyVMeCB13MeTAAubq83hIALJjEzvNOCFexwJ70BWhxgjw/IX/j",
-	"34du8eNnxKqt5IOUBBVXbwZZIyUWqKCxTyljmSLH5N/595t82WDJPab+fsFkX3i0n3e7Ld2XZ8agsVhl",
-	"sQ/MxgqJ4FgQjwanvqTcTTwHTnFIc6zzxh/zlG+Tp9zFHENWfYT9re/ic9nJnU0XExw95vLRHJsGtgzM",
-	"Gzu3hCH4WFzRHIfFGA5LrucyZxOMeYuVRWng6nhZ5NEVVCmH2lXOJ9YzT2tcr86czLNtaQ6mXcK2YpGE",
-	"aGp6PlSUw7D9CBe+MYgsMlac1mbJGL7ezNKxi4rtUtvMzveOK0YtQUWTTbfBq+/Kb5/vYrjfI3LdH9fF",
-	"9b+QQ8k/fxcbQwqr8bFH5tXCvCysnPLdnYt9hv86xXfgwokPl7pMWBucMdMWSV8WmFM9qLyyUSy4qE0v",
-	"WzChk4hcz1fY+Z16jfDatBMx3/VNHmt96tlapCiM47r0n4hU47KiWJhxWYNRV28yvGVjgMiqQf8C8SF4",
-	"E9sudIv+8Gi/dYwRrWkND+P4gTPc6vVx47waqfpMF4wuVGjY2S5pVGH5BiuGZ0DPZvBSZKohsE+Ql4df",
-	"qaCLky2nsIuYxPJ+Aned+55UyaDqIkq1r8RIYNmg3854Em4LtRcy50rLYjVApSGXM6MwjGLxmroGb6jA",
-	"YB2HIgnPJmRru6UIbEomtLtMr5bM/mTa2iQZ1dT9ysQVy+XSNMfxDZtMuy14JLascc83GcDHXxM7BjAW",
-	"pqLFKVpzDI2oEfnVdSxCAESEkuQtVXqIMB++eZXY9lux6CtrCONPZ9g0kbjGO66QZ4U8Eat4BqRgqsT2",
-	"aVNtDEUNh2baP9mmhogCBPtn+1ogsyaoOXYlhRy9SreMhdJyqQa3dPQZvAM8f+2GRW3399WKdTawTkuD",
-	"UYiZbS5A+K3mANyccrF1PPKmRATQeshibYMdhNLnM4FN1hCgFrG5MsmlA79Bc6zVDmunvkchRDUE/UvK",
-	"Ic0+6SPbzhOPty6I1pvabroNBSAhNnS3OFk/bsNTHqXRLmlkaCv0J1oKu/dUoWCU3Y4gw0YX4i0RB5ea",
-	"zYtYVG7EUlnja7OzahWI/BUNswUXOJouiWIhXXFSbfAD1SRnFAM6VJNFma43bO17uVcZo18pvGgY9JbN",
-	"2KedHNEIzebYx69+4t7u6EfbC3BV33sbO3RQuRtLfAyMNLZa3h0aCXqTP7Kz7sGRaiblg4RH3lfdamrt",
-	"nKtKkYpFYBuazSlcsTCREK5bx28NqrbUNTea6emLirZJo09QoU66drVxJTKgxVqemLhe6uZ+roOO63Dj",
-	"lBdKB1NUSOJSTpJY5J5/Z11HeJ3WGyvHwszeMZY+aME23Cw8P6tSUpDn+0EO63U8dygQaPPlyaL1mBPf",
-	"Hz2xpUCbHPxBmgXdoU3Q8YGZXDBo4LFV0CFbBXVx2q23NNntuNtUunaNI8H+8SYfqKvXzPU6osJlevsu",
-	"X9gewJUUVXsZNDrZPA39C7jZanN5tlLKozbQrfZhg0wextdmDnK3AdTQZ+h+U7JrG2vTZf7G2DLQY8zU",
-	"CCw1+6TR+wOMwOkJp9WFxibiSjEVi/Capvkr1r+vbOuVKuO6Nt4P7zSRgnzlmM/ECXxff7WQV4xoKUcE",
-	"3XtWEzBhBK+WwFqXbGlCDjTLWDYw8U6fz1obHed60Ap2XXvZKmO1YlE2suimzTlPD/N8kXz48HZEfgqG",
-	"bhSsCrWjUrdeIiwl2Lc2VWWN7YJ+aJLRQ22nhfWCXlnnvdNQfzH9211HFs/4+1OsmcFBTBEcp2PTVWdG",
-	"HEg0o1wMWlUoLMlxdnAsQImqhnrXefl999C6Xeesp4d//q4Y5mMHrbt00NpQiW78Fw1+WXSMD2XBmQBC",
-	"fPHuDRIH8uqoKmO200fhgb4LqPWOXB33Gjy+25vpE9NLPzLsCB4I7041v+A516sReZFj655YYJu6xDU9",
-	"wE77mBZQDWOo0tSkIKpMU6bC7dnmYZtb/MURH80JE9lScqEV6c8b+iMNgvXkUjW9L6PZED1mVr4a5//O",
-	"YSSkf5HL9JKLmcu7sLMYcKwDjmk4rUYtGElxuuHqtV7gcJtOzN98vPm/AQAA//8=",
+	"7H3tcts4luiroHSnqqUMLctJOj0j19atdJKZyU62OxNnq2/dZq8Ji5CEMQWoCdCOJu3H2hfYJ7t1zgFA",
+	"UCIl2ZHdPXP9J7EkEgQPzvfn595EL5ZaCWVNb/y5Nxc8FyX++U4q8Vbl4hN8yIWZlHJppVa9ce/jXLCl",
+	"NhI+Gmbngl1Jcc24MteilGqGX/1ciXLF5twwvlwWUuRjthRlqpa8tHhnwrLw91hPp0bYjOkp3lxwY1kp",
+	"JrrM/e0Jm+jFgqfKiCUvuYVvjC6tyNnFioWVWF8MZ0OWjcYnT5OT8TfZYMje+x8Nu5Z2niql7Rz26ZZm",
+	"vBSsEFPLdGVZnysmFku7Yle8qMSYrV+9EnYw7CU9M5mLBQfw2NVS9MY9Y+Htezc3Se+DsOXq5dSKchN8",
+	"31WLC1HCqxox0So3jMOF7HouJ3N8/VL8XAlj2YKv2AV8tKUUefOZU10uuO2Ne1LZZ097SW8hlVxUi954",
+	"lPgNSWXFTJS9G9gSQG0hrDvel0WhJ++5nW/u723uj4HDRfBYCd8v4eqkp/gC1sbfekkP9ipLkffGtqxE",
+	"vMPflWLaG/f+13GNY8f0qznGx7/NEVavqtLo8m+AL+24linxyZ5P8LKAIstSXEldGbbkMxH2iFhXb5Lu",
+	"acBtwT+9E2oGL/509PwPCDf/xQlAyVpRwlL/9ePLo//Lj/4xOvrj+dFPv/9dL2k559fcciPsLkDmdFkH",
+	"KN2vdwam24QD55srXuzaj7jiRcdm4Kc77wSe7baBvKPjUF8ip2BaFSum1UTUPCTiF8zOpQl8hvU5y/yH",
+	"LFWlsFWpiPg5uy6lFYOEXXNpkVQtW2hjWQZfZF3YIZG97ftu793D8e3eyYW0HW/31oqFAWa3FTULWKHx",
+	"8FxMeVXY3vhkNEoAT4mcT0b40VP3SQt1J733Wu889KXWXYcOP9350OHZ7tB/4J1Q+Yu+ZoUG4aDxmNhU",
+	"lyzDI8hY3707y742WVIf34uRAQb+g7RzXdlU+eulRUxRmonpVExsF5DhQXsf8Ouq5OGAf9DlpSh3gfQa",
+	"r+oAKv14Z7DSDhCwN7CGWWplBDLvb3n+gUQEfJpoZYXCP5F0JvgWx383sNnP+1JuWWonKDYZsJdH0rAF",
+	"L0DygDiX6ooXMmf/fvb9dwmr1KXS14pNpShykzBO4jNVV1IX3Hq1gJ7H+jJnjtUmrORqJhJWIBdO2HA4",
+	"HCRMlwyF/YIrKye8KFbhgRO9uJAK33LYAwGi1bSQkwcGxsQ9lZQKfLlJVZZCWWYst2KMX8mc8aIUPF8x",
+	"8Ukaa5JUeWIEeObSXHCVgzajywin8P1BSBJLdEtMpZJmDqqA57Af5ULo6oFeHVl0LnNQiZBNrxxjcTx6",
+	"Jq+EYtwEugbISOXYcKr6AlZnE50Ld8m5pf0DlWf/5wiUzqO3dK8VRWHYXF+zKS+B4mca6TzSUVHLOgpq",
+	"Vtt7uauPI4XsJunFT9p1Z60II1S+0/ZPulL5w0Ac0CTZQAlgMCj5YmUx18LgwSCeIYa856tC8/yj1u94",
+	"ORMPSx8XGnF+IkRORoIR5ZUovzLMyH8IhvIPd/mfil9xWfCL4oF2SBthEw6GAH1qQLKUs7llSl+zvrFg",
+	"O6gZq5YJ+yufXvJUVfV+4Uj0lSgByiIfDBmimdPnUfETBV85upAqVVmEstlhsBlf0r130OzbdC6HPH3O",
+	"lgWfgNljLRg6IMzA5rniBdo1y1IvRWklyRq86Vzme2v0Sc+tG1lGQVVJ0OAsBG1q+4qv6ivhGEnJ3WMn",
+	"kToMp8/zQiqxCZAf5sCrWFkphSojAkd8WspSGFapQhjD5oKX9kKAtQmQCTZXzq04Ata1aRQkPQHs/Jzb",
+	"hpW2/Y4rXuzxYl67Tnq4zdV5Kbijio0l6YhvtQu8ZeFIb6vCFy6Eu7TeZ+9eSUx6QP3rBuyL572kBVdA",
+	"jlZmL8w7A5EL91i9lC3o/xG+ro1a71y45gZoVF6JEiwOPWwDDLHfPV4yUtlire/HAKSkJqf61OMHOPDU",
+	"NBRhcIBHfLr+hePj+ym8g774u5jgMSGQHEWJvIU9sIn/sTb7v5gT3Bo5vCqxvzF2ayypzH7HUwPbP6sT",
+	"rm/zLiOBB66LipI/oojlMg1ciDBgAGq0/LkSTnFKlbQGdYAxKwRoyyZhuZxJaxKWDbOEZefwzzhjXOUs",
+	"O8oSFiQWaqU8VXQjSCq8s7auTp7+gU3mvOQTWBjPu8358VP95/B8fPTT51Fy8vSbm9+1UUpEim38thQ1",
+	"QIzlKjenjK8j3leG6cpO9EKAfgzaYy0yUGQKBXbwjz3HuXtBpgikKuTgeXRYLdsjdGnu73v30OjU4qeZ",
+	"agKqDD5jymXR8QhPYvioyEjjeY5IxIv3EVFNeWFEm4qi2zfTJEjxSdpzUKY3X+bNJ2lJz44s1YRJWG7V",
+	"EGXefbjJfRfCGD5rWfxPpRBHsABzlyQMna6kQ4FIwn0zAFNVogck8ro9H/3xRQvgvpyK3QptVPqqoXRs",
+	"OiYiu8twMNk8lqIs3wH524HygV+8BOUF+OvdcPFMWGAmhg5UiWvyIrGXReEsfXSe6yWttwkpJ1xXO5U2",
+	"f91N0iv0hBfSrs7RfbO31+YuuogtuRWznbs789cB6DeAXCucXVLAO4AD0wdz3pwGj0heFaJky1JMRWkc",
+	"JoLRxG2qvO0/10XOpB2yd3eRBKni7BaSQHziQDGgMprh09HT50ejF0ejk0PIiNcRRgSXZ28pyqPgMNsk",
+	"UI5495UhsjQAv8mcgXR0wBqyrF4iI3HrVh+kCgwwwwQ81tM53KuvPZ2jEpWqLK1Go2eTXCwLvQJBjZ/F",
+	"kJ46pF9hJ+57+oJWpK+yhE2Q5nJ2DQaGtKwUM2kQsKnKzJyXIs+YEcqZxe6N9LS5P6vxV60Eo3v222MG",
+	"9t1UfhI5UyHOFKJjJklV9u7td2/OX7579/2rs/P3Lz98fPvx7fffnWWDBFQRVFNCMK3h5mQyTxwuNb5k",
+	"3LBLsTpleCbua0RwBHK9GmDmpRBLQ3oNQJ/UcDNkZ0KwXE/MMTAPJGgzXOSxAG5gCIGkVQIHhtCi4/5Z",
+	"s9z9zOiOMePMAGtUE5SVuZjIBS8c8Jxvz7O3VE2BRvy7cNDWLDPVdCo/sX6mDJBghf/+z3/jfwv8l/6E",
+	"f+bZIEmVqSZzdJOlvWej0cKkPfgt7X0NfwF9ZmnvZP50kfayU/dxlPayJmF+bZrU2P8RCPH3/TQd0l+D",
+	"/91X5pfK/PI//21+WZhfzC+LX+aDwe9/98t/jVopk5wmG2D7VuerGj3Jhefd0S2i0S+y0z3zWlguiw1p",
+	"Rgu0CbP4rhb1klt2Dbr1danVbHNj7YrSmeUXhUjYgk/mUokjwFv07NSuylabsFM5+ku14KpeJvoxBN9g",
+	"5WFrODGGA+63flArQK540erpQRnDo9i8EQKo8ZDunRYVOjgGDDOaTXn8lpE2dEdXTuxXaXHl+LgmyQaw",
+	"JthUKl4wUo9u4b+5rTcGw9OR02vtOJyXrWbHsFO4p7YH2+G0JPdte1AcdvkVcFe8JoHTNtXFQlrnq1JV",
+	"4VyqFHT6dDTTR+4ZfzdaDT/w6/9wuBX9emQu5fLIM7yjpYb9lLTIQxn0P1ei2uukMU1EwAYxXIxJJ5XY",
+	"/6Rr/9n6U1b1Q645qBtAciJPyEdciRy1KMHzI1KqCOYtDzCo3txCt78HBxlgarS8x5JbOAc7/SW1D8v5",
+	"rYLXJHCJNfpY20B82jtcLfAaLycTsWx3YCnG3Y8hvWHNFKkomtDCtD+WlQDjOBy6JNeg173Dlr1ahuE7",
+	"UDJTRWlPTCK3VSx7Ohqx7/9Keni9HoVmHO7wGZdqEGHMhdaF4OpO3OcBSHKP4w+LJhGcu07xW24n8/2O",
+	"8gIuJe2DF6ZNqlfKbsuxwvuYJK6Bq7UzW7yuxSukBHCYcoUJHXBRAov5UJEucxf/t2KxFyGG164tSV6W",
+	"fHWHo+w8FgKKf6etp3A3t8DLtXMBsiAaaVEI2wHrZZhJ2AncfjIajUa3gqTf+g26l97SbbgMpsv4L9bB",
+	"vK5uboVRrW3yovh+2hv/uHtfvZvkc5uWtZcYaPMw/JR0aHhonIAp5RMP+rpEoTjwLkP3Glsd1ITUDccz",
+	"28fvnKptjue9vQ2p+k8j0IiUuVgstRVqsgKDEjOEEKuMQXuwYf78XV8cPX86BkMwP/rmEI4JANQ7adpU",
+	"OMzk2sKFAs7ujbxt5B+lObbo1qUwaN04DagU6Hlb6FIwfOopW3IDSj5ali5bcreZQTvuwv87sgeHn1u4",
+	"wl1tgFtLxy4d+vslB3z/97Pvv6NMJaKGFQM4sD6BIWF4OIlzFiROiU9S5SQ2oDdo2gM2xywerx84L0jI",
+	"DEJyBCKbzLmaiXyYqrMKH+HvaM2OuC813quYTZC84ks+kXaFbg1TKy96MqmWUhimVeRyG7IRpj+QYpSq",
+	"heDKsJMGlZ4km1psSGx8evL8m+d/ePbi+Tc7kpc7cLMrkBMCTbh5ijONWbYUKpdqlrE+aWGDhGUUR81Y",
+	"H5OsfC5Aqtxx6RKXoYgSuuKu59pQQvYKXUXAmDCNqxKwXghEIXf0VkPG+mi7skrRA128xDNZikL7RLAB",
+	"02WqMjAuzr1xkbF+CchWUeTQqdaDpnsMXy8Eh9fCYn4vLqAcVm51of1F8KIt8ZG+R5YPerFUwhhv0BL+",
+	"tjgYKJu3m4O0hETWOB9m0ob8/kuxSoKbrv6eKHOQkNcUywnc1lJFduIVsM+QXKx9uCpny1IDcDZkzOfe",
+	"qDfunfzh6clJL+mdwN/fvBg977UhZN7hlnoZ3plJRbQAu0UuDhYB2hettuMln17yVoeVDVE9zEhiE60U",
+	"7Z/1M32ZEeK2uZ6Wpb4oxGLQFKX6src1INfcADwhSCGfSyUNvQmyfEyochoyKAxeM4DbZCFShbFJ3DNq",
+	"jvQWumQTUCqFYdWy5pyFnsVojnv1C7Ygb3tozEMzCejYJvD+4rN99jNNQnJQW9SrK+voI/p+rpm/ouli",
+	"/8qQY6ix9J7ZOw/hmTlkJkyc9BLluGx1AYQTuqvZ4uTylqOjMErLyVOYJo58BL27WHnRsbcBE/lT14yX",
+	"0aZi6JQl0+EPW5JqmLBSIO83cc1JY8tzXeSGYXy1WO2914YG1txti3G1cWjvxIxPVi8nl92FIK7qCy9k",
+	"r0kSvsfU1zOh8nDqKHkaGRYM3qRFIf81nSJbMZiAcYAsER+ViQC3CZlfI4lrd27VFrh8YbpCG1DCkgiR",
+	"U7aojGUXgmr8Ism7vpcIDQ+2mWjNjvM5DLC7IdwVMmqhwzOXmAC3dOz2n91Z2Q0n2MGecFrDsH86ZvTB",
+	"5SeQzD4YrjeX7QDNxJmcuzy4ZBXXdum1X1SB5GXckjLKF4KBgrSe4baH4XnSGoE7lEPWv2b3KcTUdrAz",
+	"2IOE7+iIuXPa9+FcDizyOBzEy3A7TtrQTA53Yg19Z4sMf1RR76ii3gF378fs6UYtWmZP8fOFfDZQ4EZJ",
+	"6x7x54dLBzivyhZ5/B1frPlCMEmOoYfFd1MIGWkTgWmAwE9cQt99V3vENm79GpE82CWgXSZsK1XZuSgZ",
+	"j4oK5lrpyqdCuPwQR2JjlimtRMb6SqfKfTlIWDaX1mVLNuiPI6HKCYdrFtKYjPXJr5gqURhxPRelaPgf",
+	"Yfle0ptjwTXc0epZfB/XGG16RoJL1ZXnYO5s/YK4z4xCW951i269lrq1C25kWzyXPIPVEuvQA47Ag3Op",
+	"ZlE27pznbKqL3MEzeBr3JI0JV7nMuRUtm/iT4EZeFCJk+k60MjJfSyOJFisiPNiGkgFf7pTbnGC9vMjP",
+	"F2Zb/b6X0QAgusGH1xHFMT6+kEUhXXuTvQC24bdzm4revQHTeK+JO+w2CurQ48nvvl+GnGsqcY5e/46k",
+	"t9zFwSk+ENcS5gnjoS2FTx/y2UMuSLovSlFi8a2K+nJRCCu6c6l4HXioa9LxnltUPLobbruxWxcGhK3e",
+	"urqyBaHfUOKCT+a5VPraIO5ytWrLGew+F2RBrU/AVMio/cZ6+AEwD545KaqcOiQA+tg5t80y+z03UnBj",
+	"z+8iYu9ccbHgn86npehwdBe8nAljGVzBJpGi4QveWH+Enn5dWc8LB3u+KwbLt/vZBS8LiaXxkbN9reI3",
+	"Lq53Iu8WPncXc+vALU/2MXe8L8UqxPf2wcJNBCPRin0rMBqJ3bBCtHrfM9kvHRE2HaUj3kVMEapsvqvX",
+	"hUUe6kLuIHxq/a1FDJ27njKBf0U5jxGDrjfpGVAShWjXZEpER4GbNEK2TcLuknPkiGov7nU1Kb4H0D9T",
+	"kdbdaoLvUNj1JTiw83Bee9nVdjxNGdx6QFuluKfsr4yjYa7y2CAy7FoWBbsQt5ftD1zCve7RuOYrw7IA",
+	"n0YBcPh2dxw4Pk5HrDVM9zi9bbV9riJyuRS8xEzT2BJVfCFMwuZYX1Toa1EeTbgRIa0uVSGv7jwk02Fn",
+	"tFtk1L14nqqu+j1M1DwS1Xrtns+PCx3uPo+SF8/aM+MAArsy4wAKX5wZh9r6bz8zLpJgG7t5J6dispoU",
+	"KE1nIkKRCHP5xMorILcahYMW3W43R0S19va++ZJP5gRQOI2DELHQM1dstt5vM+1lw1S90oslR1jVWReZ",
+	"U1Qzl0qD+kP25zcf2fEck4D+kYEOC0pzqq6DLwL78GHHqgsBxkVT2w22tWdTTUx9NvapNjGeYinbmP5r",
+	"Rc5DhC9eRlWXvlzzQYMVAQp/OEzgotsd+7rF5xqXGN+n7zXpUZaxu8IlI365w21reOUDafWtYtdVZc9F",
+	"4RtJBu/nQaIkO7oPUQYabm+981ApltTcFmtF7lFcH9LdGUGpI79nywHtEjAOUF8sYzw+/PbFzFmkxNaV",
+	"8mYJxLpRJR88q8wrrLF2ktFdGWiatpQXlcV6eLBS+aTUxlCipPdH9qkVATZz9t+hbMC3bZjzg1OWXUi1",
+	"5JPLLFVTWRR1A4MLMYXrKwPraIDZlqUB7VPVdBWgoWqsxG4T1gyG7DXBAfMGw0vhkfiooFapQnPH+WpD",
+	"AxcPN7fbVjnbGXkJYiGYltvlwx7W8u149Jpfnump7399N0a9EcDbzarcTtY4lbSumQG/S9piu/MoIMAR",
+	"q8yatXJQp4k/01s5FJ0D6bwrDvs2NxtpnQ2nk7n10UWx2PWD62h4dqhwGMC/rZ2a9XrO9jfd8+juK+gW",
+	"BdrwRRzCNTJOfQO1JjZE9Llx4m3MmjZ223oxx286KsY6yuZ2IBVoMvKWqNWGWF7g7tqEuyx+fNzv/Itk",
+	"8tohO6hEe/tpj2q5RjUOoHsTbmh149dBwwjnuc3up1W7Kud2eARS1ekSYHt7BLY0d3vxvLOjz/XRaDT6",
+	"EncAgWaXvhY5YL9EXQsU8lvX1rz96ZnIAZSIA2ZqbI+UOALB1FgQ5rEs91octuMHkQjYJrEZeB22ZoU2",
+	"tylW8I6IjuEicQOiDMkmI11wwstSCtOUOI6M+yOsGPWthfC2wZ697h7Ky1nac3KotL/4VJbGRtVL9YSU",
+	"8P6KGoGFDnW+xqkOqG0A4bSZwPCVYXDE4VhFqggvXWOkqWtEHred2jcCdDhlZOzfIVV0X7/R4Mu73ges",
+	"udtGO69+aLcVLk9CCR82ngLwoWESbBFQZy/l0qSq75JQLsWK/Vvd7mrwoFlDkQITGr0G4llDqX3raODJ",
+	"Uk11S5LHx4/v2cv3bwEsT57ASk+eJMGteGR0VU5EXttndbbMRSULC2eLRz1MVapeFRIjjxR7Yk/QQ/wk",
+	"CUyQPXEwf+Id3GFdqZzlCvIvVVREzJ6gwfqE9cm15mTMAExBb+d+bDbUo1RD7EvmWiKliiv2BLHkSdx6",
+	"lbbQtD5B9i6ri0KauYh6tbk2aZ7kvjKxeB+yHxwiXQqxhOsWRhSA2hwwkB4TeKuh9yNnD2XWqLzutUWP",
+	"88AJPSwpxw9A/AYvo5APxWqBLQc3MF8uha9KpnNhP6CHFqtm3MAmnMBCLd2c89jUN1Kpp61KUmzqCSys",
+	"3+5PHgxTteYnprcziRuJEsY/RYWacToWxT/ZnF+JVO3lRmZ9bEVZO60HhH9awVJSKzOGz0/Yh7o1PQgR",
+	"UAiw/psIw5yuDbHAC3wUNlWM9bPnoxH7lud+JXzSE/beYWrNJAiEvGxV/vBSlLULbidzWDnr1sCyIXuD",
+	"HRoIG+Be77eE52yss7P3QTZkb3PqLtlo3olUB4v45ibw40wogdO2/LgBV/AZu1wQBh/lwoH0w59esWfP",
+	"nv3RFc2b09Bzj37fbMJnmOuIh6+Q9r7ubIq3eDYyFLV4wt5E/eikx2bQrEIQAxvGZTiJYIxLf06pvVza",
+	"G7PPKbZYgz/T3nA4THsJS327tejbm5sM0elvlUDVo2/5jGU/06dsgK8Unu2A5CqKdcmmpV4g6VxJcW0S",
+	"APAU5DdaEBO9cE6rZSmm8lPI7NUzZqymonOWS3PpEJhemUarOeqNNSIaD7A2SGPcmNHhHH1sY9xSgvXt",
+	"LSPZls3y60Z5NSzUMa9t4Aa2sTCvDVG3ZWRbAqs0p7YlT8fPRtlp1LiSTrVlFFsY3gar6MoOidB5frTS",
+	"VXmEESkzJmUfkaJmYT5eFWZJOQTEyST/5pp9rrM46vJ5Gs24w7ZP1xwOud8cPIVv1hxttOCf3FgjVikr",
+	"i67RV9yGI4NFsN0kHrghlOJ0E15I+WOUvsjeTuslw0iQmbDuqMD8UaTGo0ALzauyr0fP2Z+5Fdd8xdxU",
+	"GRrggk0Qa8CEkS2sj8bp5tQWOCE/tyXsRRrglcxBJmR9+UkxzXFOcIZgXxLDiN0aJJT5TCpAqTHLsFNG",
+	"NEHqZDQKVjA872Q0Gg3I5AszuU5RfaZXxzdsTpiDvYChmLCpsCBsYB3EWIOebGnZBZ9cNgxHRlPsfDtk",
+	"/nMlkGvg/DrK1M9Y3dsUhGKp88rNPvvw/tWRsavCS2bHB3Qp4UWLVJmVsWLB+hg0XHI7NwkFEFF+kfhD",
+	"2TJgRhNW4BiY2MuOqsbEKWWoncAvUs2G7Ds4INDi/fbMXFdFzipD+8uuTuLdowYsbUFzzFSscr18/7aX",
+	"9K5EaUijPBmOhiNQkPVSKL6UvXHv2XA0fEbuhzmavMeNwlWqmGvzLVBxBAOd+YoXro1+9v77s4/s+Ork",
+	"GPXL48/w380xGRHHn/H/m2PfCgNY+ce6dgKgHTio0qHtej+jNBGQQKHXNzZxJfGQoREQAPI2D7trvgpp",
+	"+MLYb3W+Othwmy01xDdNq8JFWBvDw56ORgfeycvJZdeonUhpvea1Xoketue0kbb1w4aPo1FneMvz3beE",
+	"CU14wx933xDmh8ENJ89237A+V+km6X092uO+eNIRTu2pFgternrjMDYgGhhBKDoAUuMzAxYifdP7CW49",
+	"rqtOv4xgsrEz0Iw3ubxvkTS9o1oDdNzXc1rjesOT1YXjnqSptUmu8gRzQxSj0i9feI2WBg5YJb2bZZ9v",
+	"sk56ql/zXolpo/D8ZnPs3uEph/Kdukd/IdG43M1HmlmnGfIrOKzdRS9R6f1tCeb1m3dvPr7ZkDGdOBs/",
+	"6j6RtqVDwW+N/7v8NudZeBQBW9DZnea++NxMezuM0uQ0xWxczywAQRB7yDhrEQtDtIepujHzyYdN+5Qc",
+	"TOrL6zXbCG4NFvdJc+3Zhr8K2fnIWDvl+UPD7tU+6vRIdGtE548zqkjaQXdxS4XDUB16tbOxa5Vp0A8D",
+	"36VqC8V1UEJjd/dJB23tKn4VKqBmqu00EPq3h55twGCp/eMjKayRwhkFWXzfzJ10EDeqOKj4Of5Mf9wc",
+	"hzhJp6rV3MW9Inxbu4/fmrpVB+0fVa1tqE4pDuvNAHfivAtpwaNnbSH8DxTpYr4gYq8GmUNGbT1MqsLs",
+	"AHJKkg9qzBoNNzdafkrDhLGcwpR5qvzcgairKQbT2IRXs7ll1fI0uJKzr0fP2Jkor+REsAhemZM9oU4B",
+	"rft+2FHo6Dmglp5rb4oZu6mKhiczXaJbtdDG+lBkXWNS4GD0lvhgqhqdXNntGrk2GcafhXV9be+RQt0T",
+	"tg+e9rgwjFD5QZ8eGs+y/krYAQUz8Ihp6Pr1fHXI2dSB7tr6B0e0ppfGEdrVyXE0XMV0EhzFCHxHChfT",
+	"bOmUjIO8bWXYWltlHMZVR6Sw/0FOAR03BiQJDq0CE69AOcPrtCpW6PlKFT2b5vxRDZfLXSgFm+pypq0V",
+	"ymcfUgQtpJ+4VIKuoW7Ubz7HLHcylUqx8MND1gSiNPa14LkbD0iJInwhCIA/bg62cNP7oz4ULvAgTShY",
+	"k3Aphrl6SQ+st94YE1V6yZ4oWbdGa7+u3uMxRVD+VlGB8c7L38mFtHtfjeGpva/+gYelf7pHbhEmDrRQ",
+	"bJ1I2RgzVE8giKgzDsHtIk+4ki7Eh95BLbi98IV79lAlcFsu9LgmsQFKbYCIuIeLyNccBHXLHayD8mxc",
+	"UwQXqcROIKxPNZpJVJuNTVuQvpt8o9Uck8a+xw1s0OEjGbTwiN1kEAqM//9D/KVDpE1UTzrMrlfNkE6U",
+	"jt0arMGAOMVk8CecQPD5JmsPDbU5JCidy1dkge7nitC8OhrmW/jwkW+mgKkTQ/YnLgvjxotmz0d/ZN5O",
+	"yHBqdfR8WG0mr4RimcuZzEIFKwa9Tar6dU+djQ5HqCRQvoGlOmUvtUEZ2iTlew9BtQafko15JS6uhu8Q",
+	"Ym+9TXvz5KCE6ZuKPEapDhClimj46mRNUjkvSN3uo6UukBDZk+MY1EmlsS2bKJ2TK1RfJnGaqS6d4kDp",
+	"D9t7hYDe6kmCW9CZXaeMzJGpsw6z56Pn7DttGR5KhonjXIUkymXIinQXN2maIgK+55gn4ECrm3S4HlZr",
+	"IP3TgyJ93azlMa512LjWOgUkXZ4UW5WqRnQvThLXmS0JPb0omxYn3qF4e+lRN1Uet6iAOORoRrYgzeoZ",
+	"DNtR2a2wmU4H+N3qYHC4eTuF7zerk23j+b+qInZrWvk1NLc/C7uJ8w3N7VZYAgfyntt57+anFqmxlu+2",
+	"xUPp6CqkGblayISFaVEoLKh35aCumQxdWFO13qWVK8wenmD1gsgTGklYZ3759VaMBu4OUcPbKTrgK5pi",
+	"2EJpPr/uX4DU/NzHVloLEHgktp3E5nD6wOS2G0/wAPemzZCLikGzB9lUl5Xo4xVR4VFgDCBVp6Vw+Rd1",
+	"8864FcQwVbXZxm5D00EvbDP26kqreTSDeSoVRjhYP3CqBA1VjCkEPkU7azPjHiAz9+45uU8Py05ehdF/",
+	"j4m5h03M3cOEO/adI44/u79ujuNmCjtCGT5fP7TvcR4LLPuN+r8w7gvBfOuFVF2s6hq0hIgCqx/dXeh+",
+	"Ib0ZNWVXR6Y0en2wxUyqZph1FRxChTT2dB/ibneCfvAv/ugH3bMLxm5XaNwK61Ev2Ok+jdqsmQbdPLim",
+	"4DowbdEVQrPyveKdgUU0e780g5YU6NNGMKlShVV+rrpleHeyfuN7Gu+MMUYD+KWJGqu3hRZDc9b942e+",
+	"k/RjgPHOAcZfP6T4z8NLuPeddocfv8Cy71LUz9ZSQ9dbHrhER7hENrpB07QJrDRNVZ3xxA3LjPyHyFho",
+	"pdBofZBQDgR1eaFJKwy0ROVGYw/ZWZjLD5eEyf0WGFDmJu1hHvkRpbXS/AvFZJ4qVGfqkQhOv6ewa8hM",
+	"aqZC5RWRgBgz0J8zSnMKDjl6zTCZhHpm3tY4Sdoc1amSUeN8Gc3pri9vtgQACyZzY+czJk2qcAxCCVqc",
+	"Yi+es7/Kb2O3+Mkz5tRW9lFrhoprMIOckZIqVNDEp4kQuWEn7D/kt5t8mbDkHlN/f8VkX3h0GMu8Ld1X",
+	"5mTQOKxy2AdmY41EcCyIR4PTUFLuB/MDpzikObb3xh/zlO+Sp7yPOYas+hgboX+Jz2Und6YuJjghz+ej",
+	"eTYNbBmYN3ZuiUPwqbriBc40Ig7Lrue6EGOMeauVQ2ng6nhZEtAVVCmP2nXOJ9YzTxtcr8mc6NmuNAfT",
+	"LmFbqcpiNKWeDzXlCGw/IlVoDKLLXJSnjZFHxNfbWTp2UXHtjNvZ+a3jiklHUJGy6TZ49Zfy2xe7GO63",
+	"iFz3x3Vx/V/JoRSev4uNIYU1+Ngj8+pgXg5WXvnen4t9hv/2iu/AheMQLvWZsC44Q0NBWV+XmFM9qL2y",
+	"SaqkagzZWwhls4Rdz1c4IoAHjfCa2onQd33KY20O51uLFMVxXJ/+k7B6qluSKprqNhju602Gt2wNEDk1",
+	"6F8gPgRv4vrKbtEfHu23PWNEa1rDwzh+4Ay3en38BLlWqj6zpeALExt2rksaN1i+IcqjM6BnmvWVUDUE",
+	"9gkK8vAr02yrGfq9Geb7K8Jd56EnVTao281yGyoxMlg26rczGsfbQu2FzaWxGpstSoXNrFBhGKbqDfcN",
+	"3lCBwToOwzKZj9nWdksJ2JRCWX+ZXS2F+4na2mQ5t9z/KtSVKPSSmuOEhk3UbgseiS1r/PMpA/jka+am",
+	"VaaKKlq8ojXH0IgZsh98xyIEQMI4y95xY48Q5kdvX2eu/Vaq+sYZwvjTGTZNZL7xji/kWSFPxCqeASuF",
+	"qbB92tSSoWjh0Kj9k2tqiCjAsNF6qAWiNUHNcSsZ5Oh1umWqjNVLM7ijo4/wDvD8jR9Ktt3f1yjW2cA6",
+	"qwmjEDO7XIDwW8MBuDkOZesU702JCKANkMXaBjcxpy9nCpusIUAdYktDyaWDsEE61nqHjVO/RSFEPav/",
+	"15RDVnyyx66dJx5vUxCtdz/edBsqQELs/O9wsnncxFMepdEuaUS0FfsTHYXde6pQND1xR5Bho131loiD",
+	"T82WZapqN2JlnPG12Vm1DkT+gIbZQiocgZglqdK+OKkxIYRbVgiOAR1u2aKarDds7Qe5VxujXxm86Cjq",
+	"LZuLTzs5IgnN9tjHD2Gy4+7oR9cLSNPcexc79FD5Mpb4GBhp7cK8OzQSNbF/ZGf7B0fq2acPEh75UHer",
+	"abRzritFahaBbWg2x7WliiIh0nbOaRvUbakbbjTq6YuKNqXR+471e3a18SUyoMU6npj57ux0v7RRa364",
+	"kfrE1+N2WOZTTrJUFYF/5/vOejttNlZOFQ1pIksftGAXblaBn9UpKcjzw8SP9TqeLygQ6PLl6bLzmLPQ",
+	"Oj1zpUCbHPxBmgV9QZugkwMzuWgixWOroEO2CtrHabfe0mS3425T6do1twb7x1M+0L5eM9/riCuf6R26",
+	"fGF7AF9SVO9l0OpkCzT0L+Bmawxw2kopj9rAfrUPG2TyML42OsjdBlBLn6H7TclubKxLl/mrEMtIj6Gp",
+	"EVhq9smi9wcYgdcTTusLySaSxgiTqviatkE9zr9vXOuVOuO6MQcS76RIQbHyzGfsBX6ov1roK8Gs1kOG",
+	"7j2nCVAYIaglsNalWFLIgee5yAcU7wz5rI0Zg74HrRLXjZetM1ZrFuUii34soff0iMAX2ceP74bsL9HQ",
+	"jVLUoXZU6tZLhLUG+9alqqyxXdAPKRk91nY6WC/olU3eO431F+rf7juyBMbfn2LNDE7sSuA4PZuuOzPi",
+	"5KoZl2rQqUJhSY63g1MFSlQ9/b3Jy++7h9bdOmc9Pfzzd8UwHztofUkHrQ2V6CZ80eKXRcf4kS6lUECI",
+	"L9+/ReJAXp3UZcxuTK3Koy6gzjtyddJr8fhub6bPqJd+QuwIHgjvzq28kIW0qyF7WWDrnlRhm7rMNz3A",
+	"TvuYFlAPY6jT1LRipppMhIm355qHbW7xe098vGBC5UstlTWsP2/pjzSI1tNL0/a+gudH6DFz8pWc/zuH",
+	"kbD+RaEnl1LNfN6Fm8WAYx1wTMNpPWqBJMXphqvXeYHjbXoxf/PTzf8LAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -26,6 +26,7 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 	res := newResult("c1m")
 	res.Params["workers"], res.Params["evals"], res.Params["batch"], res.Params["batch_concurrency"] = o.Workers, o.Evals, o.BatchSize, o.BatchConc
 	res.Params["strategy"], res.Params["locality_wait"], res.Params["datasets"], res.Params["headroom"] = o.Strategy, o.LocalityWait.String(), o.Datasets, o.Headroom
+	res.Params["delivery"] = o.Delivery
 	gen := newEvalGen("", o.Datasets, 0)
 	specs := make([]evalSpec, o.Evals)
 	var total int64
@@ -51,6 +52,7 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 		res.note("topology services: broker, ingest, projector and scheduler each run as their own process; the RSS gate is on the largest of ingest, projector and scheduler (the embedded broker stands in for Kafka and is reported, not gated)")
 	}
 	res.note("TTLs are 6h and no heartbeats are sent: nothing expires during a run; evals carry no payload")
+	res.note("delivery %s: allocs on %s", o.Delivery, map[bool]string{true: "the shared alloc topic " + topics.SharedAllocs(), false: "one topic per worker"}[o.Delivery == string(events.Shared)])
 	return res, nil
 }
 
@@ -85,10 +87,10 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	if err := api.waitHealthy(ctx, 2*time.Minute); err != nil {
 		return err
 	}
-	if err := api.createPool(ctx, "c1m", o.Strategy, o.LocalityWait); err != nil {
+	if err := api.createPool(ctx, "c1m", o.Strategy, o.LocalityWait, o.Delivery); err != nil {
 		return err
 	}
-	r.logf("c1m run %d: registering %d workers (capacity %d)", run, o.Workers, capacity)
+	r.logf("c1m run %d: registering %d workers (capacity %d, delivery %s)", run, o.Workers, capacity, o.Delivery)
 	t := time.Now()
 	if err := api.registerWorkers(ctx, "c1m", workerSpecs(o.Workers, capacity, o.Datasets), o.RegisterConc); err != nil {
 		return err
@@ -199,24 +201,14 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	} else if err != nil {
 		res.note("run %d: round breakdown unavailable: %v", run, err)
 	}
-	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), largest service peak RSS %.0f MiB; checking the worker topics", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), peak)
-	// Every alloc must be on its worker topic, once.
-	ww, err := watchAllocs(sys.kafka, topics, nil, false)
-	if err != nil {
+	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), largest service peak RSS %.0f MiB; checking the alloc records (%s delivery)", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), peak, o.Delivery)
+	if o.Delivery == string(events.Shared) {
+		if err := verifyShared(ctx, res, run, sys.kafka, topics, len(specs)); err != nil {
+			return err
+		}
+	} else if err := verifyPerWorker(ctx, res, run, sys.kafka, topics, len(specs)); err != nil {
 		return err
 	}
-	vctx, vcancel := context.WithTimeout(ctx, 20*time.Minute)
-	_, err = ww.waitCount(vctx, int64(len(specs)), nil)
-	vcancel()
-	time.Sleep(time.Second) // let duplicates, if any, arrive
-	ww.close()
-	if err != nil {
-		return fmt.Errorf("worker topics: %w", err)
-	}
-	if d := ww.dups.Load(); d > 0 {
-		res.note("run %d: %d duplicate alloc records on worker topics", run, d)
-	}
-	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates", run, ww.count.Load(), ww.dups.Load())
 	r.logf("c1m run %d: measuring the broker limit", run)
 	cp, err := brokerCopy(ctx, sys.kafka, len(specs), o.BatchSize, 20000)
 	if err != nil {
@@ -313,4 +305,48 @@ func submitBatches(ctx context.Context, api *apiClient, pool string, specs []eva
 	}
 	wg.Wait()
 	return int(accepted.Load()), first
+}
+
+// verifyPerWorker checks that every alloc is on its worker topic, once.
+func verifyPerWorker(ctx context.Context, res *Result, run int, brokers []string, topics events.Topics, n int) error {
+	ww, err := watchAllocs(brokers, topics, nil, true)
+	if err != nil {
+		return err
+	}
+	vctx, vcancel := context.WithTimeout(ctx, 20*time.Minute)
+	_, err = ww.waitCount(vctx, int64(n), nil)
+	vcancel()
+	time.Sleep(time.Second) // let duplicates, if any, arrive
+	ww.close()
+	if err != nil {
+		return fmt.Errorf("worker topics: %w", err)
+	}
+	if d := ww.dups.Load(); d > 0 {
+		res.note("run %d: %d duplicate alloc records on worker topics", run, d)
+	}
+	ww.mu.Lock()
+	evals := len(ww.evals)
+	ww.mu.Unlock()
+	res.note("run %d: every one of the %d allocs found on its worker topic (read_committed), %d duplicates, %d distinct evals", run, ww.count.Load(), ww.dups.Load(), evals)
+	if ww.count.Load() != int64(n) || evals != n {
+		return fmt.Errorf("worker topics: %d distinct allocs of %d distinct evals, want %d of each: some eval was placed more than once", ww.count.Load(), evals, n)
+	}
+	return nil
+}
+
+// verifyShared reads the shared alloc topic (read_committed, every
+// partition) and checks that every alloc is there exactly once, keyed by
+// its worker, on the partition events.Topics.AllocTarget gives that worker.
+func verifyShared(ctx context.Context, res *Result, run int, brokers []string, topics events.Topics, n int) error {
+	chk, err := readShared(ctx, brokers, topics, n)
+	if err != nil {
+		return fmt.Errorf("shared alloc topic: %w", err)
+	}
+	res.note("run %d: shared alloc topic %s (%d partitions): %d distinct allocs of %d distinct evals (%d submitted), %d duplicates, %d on a wrong partition, %d with a key other than their worker",
+		run, topics.SharedAllocs(), chk.partitions, chk.distinct, chk.evals, n, chk.dups, chk.misplaced, chk.badKey)
+	if chk.distinct != int64(n) || chk.evals != int64(n) || chk.dups != 0 || chk.misplaced != 0 || chk.badKey != 0 {
+		return fmt.Errorf("shared alloc topic: %d distinct allocs of %d distinct evals, want %d of each; %d duplicates, %d on a wrong partition, %d badly keyed",
+			chk.distinct, chk.evals, n, chk.dups, chk.misplaced, chk.badKey)
+	}
+	return nil
 }

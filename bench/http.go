@@ -67,7 +67,7 @@ func (r *Runner) latencyRun(ctx context.Context, res *Result, run, n int, capaci
 	}
 	defer cleanup()
 	datasets := o.LatencyWorkers / 3
-	if err := api.createPool(ctx, "lat", o.Strategy, o.LocalityWait); err != nil {
+	if err := api.createPool(ctx, "lat", o.Strategy, o.LocalityWait, o.Delivery); err != nil {
 		return err
 	}
 	if err := api.registerWorkers(ctx, "lat", workerSpecs(o.LatencyWorkers, capacity, datasets), 16); err != nil {
@@ -215,7 +215,7 @@ func (r *Runner) ingestRun(ctx context.Context, res *Result, run int) error {
 		return err
 	}
 	defer cleanup()
-	if err := api.createPool(ctx, "ing", o.Strategy, o.LocalityWait); err != nil {
+	if err := api.createPool(ctx, "ing", o.Strategy, o.LocalityWait, o.Delivery); err != nil {
 		return err
 	}
 	body := []byte(`{"size":1}`)

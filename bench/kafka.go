@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -41,8 +42,9 @@ type allocWatcher struct {
 	placed bool
 }
 
-// watchAllocs starts reading the worker topics: from the start, or from
-// the given offsets (ConsumePartitions) when from is not nil.
+// watchAllocs starts reading the worker topics and the shared alloc topic:
+// from the start, or from the given offsets (ConsumePartitions) when from
+// is not nil.
 func watchAllocs(brokers []string, topics events.Topics, from map[string]map[int32]kgo.Offset, track bool) (*allocWatcher, error) {
 	return watch(brokers, topics, from, track, false)
 }
@@ -70,7 +72,9 @@ func watch(brokers []string, topics events.Topics, from map[string]map[int32]kgo
 	case from != nil:
 		opts = append(opts, kgo.ConsumePartitions(from))
 	default:
-		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^"+regexp.QuoteMeta(topics.AllocsPrefix())+".*"),
+		// The worker topics and the shared alloc topic.
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^"+regexp.QuoteMeta(topics.AllocsPrefix())+".*",
+			"^"+regexp.QuoteMeta(topics.SharedAllocs())+"$"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -191,8 +195,8 @@ func (w *allocWatcher) close() {
 	w.cl.Close()
 }
 
-// workerTopicEnds returns the end offsets of every worker topic, to watch
-// only what comes next.
+// workerTopicEnds returns the end offsets of every worker topic and of
+// the shared alloc topic, to watch only what comes next.
 func workerTopicEnds(ctx context.Context, brokers []string, topics events.Topics) (map[string]map[int32]kgo.Offset, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -206,7 +210,7 @@ func workerTopicEnds(ctx context.Context, brokers []string, topics events.Topics
 	}
 	var names []string
 	for _, t := range tds.Names() {
-		if strings.HasPrefix(t, topics.AllocsPrefix()) {
+		if strings.HasPrefix(t, topics.AllocsPrefix()) || t == topics.SharedAllocs() {
 			names = append(names, t)
 		}
 	}
@@ -401,4 +405,77 @@ func brokerCopy(ctx context.Context, brokers []string, n, fillTxn, copyTxn int) 
 	}
 	res.Copy = time.Since(start)
 	return res, nil
+}
+
+// sharedCheck is what readShared found on the shared alloc topic.
+type sharedCheck struct {
+	partitions                               int32
+	distinct, evals, dups, misplaced, badKey int64
+}
+
+// readShared reads every partition of the shared alloc topic from the
+// start (read_committed) until want distinct allocs were read and a second
+// passed without a new record, checking each record's key and partition.
+func readShared(ctx context.Context, brokers []string, topics events.Topics, want int) (sharedCheck, error) {
+	var chk sharedCheck
+	topic := topics.SharedAllocs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return chk, err
+	}
+	defer cl.Close()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return chk, err
+	}
+	td, ok := tds[topic]
+	if !ok || td.Err != nil {
+		return chk, fmt.Errorf("describe %s: %v", topic, td.Err)
+	}
+	chk.partitions = int32(len(td.Partitions))
+	seen := make(map[string]struct{}, want)
+	evals := make(map[string]struct{}, want)
+	quiet := time.Time{}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(rctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if rctx.Err() != nil {
+			return chk, fmt.Errorf("%d of %d allocs read: %w", len(seen), want, rctx.Err())
+		}
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			var a events.AllocRecord
+			if err := json.Unmarshal(r.Value, &a); err != nil || a.AllocID == "" {
+				chk.badKey++
+				return
+			}
+			if string(r.Key) != a.WorkerID {
+				chk.badKey++
+			}
+			if t := topics.AllocTarget(events.Shared, a.PoolID, a.WorkerID, chk.partitions); t.Partition != r.Partition {
+				chk.misplaced++
+			}
+			if _, ok := seen[a.AllocID]; ok {
+				chk.dups++
+				return
+			}
+			seen[a.AllocID] = struct{}{}
+			evals[a.EvalID] = struct{}{}
+		})
+		chk.distinct, chk.evals = int64(len(seen)), int64(len(evals))
+		switch {
+		case got > 0:
+			quiet = time.Time{}
+		case len(seen) >= want && quiet.IsZero():
+			quiet = time.Now()
+		case len(seen) >= want && time.Since(quiet) >= time.Second:
+			return chk, nil
+		}
+	}
 }

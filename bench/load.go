@@ -112,9 +112,9 @@ func (a *apiClient) waitHealthy(ctx context.Context, timeout time.Duration) erro
 	}
 }
 
-func (a *apiClient) createPool(ctx context.Context, pool, strategy string, localityWait time.Duration) error {
+func (a *apiClient) createPool(ctx context.Context, pool, strategy string, localityWait time.Duration, delivery string) error {
 	_, err := a.expect(ctx, http.MethodPost, "/v1/pools", map[string]any{"pool_id": pool, "strategy": strategy,
-		"locality_wait": localityWait.String()}, http.StatusCreated)
+		"locality_wait": localityWait.String(), "delivery": delivery}, http.StatusCreated)
 	return err
 }
 

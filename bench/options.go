@@ -43,6 +43,8 @@ type Options struct {
 	RegisterConc int
 	Strategy     string
 	LocalityWait time.Duration
+	// Delivery is the pools' delivery mode: per-worker or shared.
+	Delivery string
 	// Headroom is total worker capacity over total eval size.
 	Headroom float64
 
@@ -78,6 +80,7 @@ func DefaultOptions() Options {
 		RegisterConc:   32,
 		Strategy:       "spread",
 		LocalityWait:   0,
+		Delivery:       "per-worker",
 		Headroom:       1.25,
 		Rate:           1000,
 		Duration:       60 * time.Second,

@@ -43,6 +43,12 @@ type Config struct {
 	// EventsPartitions is the partition count of a new events topic
 	// (LINE_EVENTS_PARTITIONS, default 12).
 	EventsPartitions int32
+	// AllocsPartitions is the partition count of the shared alloc topic
+	// <deployment>.allocs, which carries the allocs of the pools with
+	// shared delivery (LINE_ALLOCS_PARTITIONS, default 32). It is fixed
+	// once the topic exists: a worker's partition is derived from it, and
+	// bootstrap refuses to start when the topic has another count.
+	AllocsPartitions int32
 	// PoolTTL is how long a disbanded pool lives (LINE_POOL_TTL, 1h).
 	PoolTTL time.Duration
 	// WorkerTTL is how long a worker lives without heartbeat
@@ -84,6 +90,7 @@ func Default() Config {
 		DevKafkaAddr:        "127.0.0.1:9092",
 		HTTPAddr:            "127.0.0.1:8080",
 		EventsPartitions:    events.DefaultEventsPartitions,
+		AllocsPartitions:    events.DefaultAllocsPartitions,
 		PoolTTL:             time.Hour,
 		WorkerTTL:           30 * time.Second,
 		ReplicaTTL:          60 * time.Second,
@@ -149,6 +156,7 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 		c.DevSyncWrites = b
 	}
 	integer("LINE_EVENTS_PARTITIONS", 1, func(n int64) { c.EventsPartitions = int32(n) })
+	integer("LINE_ALLOCS_PARTITIONS", 1, func(n int64) { c.AllocsPartitions = int32(n) })
 	integer("LINE_MAX_RETRY", 1, func(n int64) { c.MaxRetry = int(n) })
 	dur("LINE_POOL_TTL", &c.PoolTTL)
 	dur("LINE_WORKER_TTL", &c.WorkerTTL)

@@ -22,6 +22,10 @@ type PoolCreatedData struct {
 	// LocalityWaitMs is how long an eval whose dataset holders are all full
 	// waits for one of them before being placed elsewhere.
 	LocalityWaitMs Millis `json:"locality_wait_ms"`
+	// Delivery is how allocs reach the pool's workers. It is left out for
+	// PerWorker, so a record without it (every record written before the
+	// field existed) means PerWorker.
+	Delivery Delivery `json:"delivery,omitempty"`
 }
 
 // PoolDisbandedData stops scheduling on a pool. Pending evals are rejected by
@@ -262,6 +266,9 @@ func (d PoolCreatedData) Validate() error {
 	}
 	if d.LocalityWaitMs < 0 {
 		return &InvalidFieldError{Type: PoolCreated, Field: "locality_wait_ms", Reason: "negative"}
+	}
+	if !d.Delivery.Valid() {
+		return &InvalidFieldError{Type: PoolCreated, Field: "delivery", Reason: fmt.Sprintf("unknown delivery %q", d.Delivery)}
 	}
 	return nil
 }

@@ -100,12 +100,13 @@ func (h *handlers) CreatePool(c echo.Context) error {
 		wait = d
 	}
 	res, err := h.svc.CreatePool(c.Request().Context(), ingest.CreatePool{
-		ID: deref(req.PoolId), Strategy: events.Strategy(deref(req.Strategy)), LocalityWait: wait})
+		ID: deref(req.PoolId), Strategy: events.Strategy(deref(req.Strategy)), LocalityWait: wait,
+		Delivery: events.Delivery(deref(req.Delivery))})
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, api.PoolCreated{PoolId: res.ID, Strategy: api.Strategy(res.Strategy),
-		LocalityWait: res.LocalityWait.String(), Position: res.Position.String()})
+		LocalityWait: res.LocalityWait.String(), Delivery: api.Delivery(res.Delivery), Position: res.Position.String()})
 }
 
 // DisbandPool handles DELETE /v1/pools/{pool}.
@@ -130,7 +131,8 @@ func (h *handlers) RegisterWorker(c echo.Context, pool api.PoolPath) error {
 		return err
 	}
 	return c.JSON(http.StatusCreated, api.WorkerRegistered{PoolId: res.Pool, WorkerId: res.ID, Capacity: res.Capacity,
-		Topic: res.Topic, Deadline: res.Deadline, Position: res.Position.String()})
+		Topic: res.Topic, Partition: res.Partition, StartOffset: res.StartOffset, Deadline: res.Deadline,
+		Position: res.Position.String()})
 }
 
 // Heartbeat handles POST /v1/pools/{pool}/workers/{worker}/heartbeat.

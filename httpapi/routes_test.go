@@ -46,7 +46,7 @@ func TestCreatePool(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.expect(e.do(http.MethodPost, "/v1/pools", c.body), http.StatusCreated)
-			keys(t, r, "pool_id", "strategy", "locality_wait", "position")
+			keys(t, r, "pool_id", "strategy", "locality_wait", "delivery", "position")
 			id := r.Str("pool_id")
 			if c.id != "" && id != c.id {
 				t.Errorf("pool_id %q, want %q", id, c.id)
@@ -122,7 +122,7 @@ func TestRegisterWorker(t *testing.T) {
 	}
 	mu.Unlock()
 
-	keys(t, r, "pool_id", "worker_id", "capacity", "topic", "deadline", "position")
+	keys(t, r, "pool_id", "worker_id", "capacity", "topic", "partition", "start_offset", "deadline", "position")
 	if r.Str("pool_id") != "pw" || r.Str("worker_id") != "w-1" || r.Str("topic") != topic || r.JSON["capacity"] != json.Number("8") {
 		t.Errorf("answer %s, want topic %s", r, topic)
 	}

@@ -26,6 +26,9 @@ type CreatePool struct {
 	Strategy events.Strategy
 	// LocalityWait is how long an eval waits for a replica holder.
 	LocalityWait time.Duration
+	// Delivery is how allocs reach the workers; empty means
+	// events.PerWorker.
+	Delivery events.Delivery
 }
 
 // PoolCreated answers CreatePool.
@@ -33,6 +36,7 @@ type PoolCreated struct {
 	ID           string
 	Strategy     events.Strategy
 	LocalityWait time.Duration
+	Delivery     events.Delivery
 	Position     events.Position
 }
 
@@ -53,6 +57,16 @@ func (s *Service) CreatePool(ctx context.Context, c CreatePool) (PoolCreated, er
 	if c.LocalityWait < 0 {
 		return PoolCreated{}, badRequest("invalid_locality_wait", "locality_wait must not be negative")
 	}
+	if !c.Delivery.Valid() {
+		return PoolCreated{}, badRequest("invalid_delivery", "delivery %q is not per-worker or shared", c.Delivery)
+	}
+	c.Delivery = c.Delivery.OrDefault()
+	// The log leaves the default out (pool.created of per-worker pools
+	// is the same as before delivery modes existed).
+	logged := c.Delivery
+	if logged == events.PerWorker {
+		logged = ""
+	}
 	key := "pool/" + c.ID
 	for {
 		f, mine, err := s.begin(ctx, key)
@@ -68,13 +82,14 @@ func (s *Service) CreatePool(ctx context.Context, c CreatePool) (PoolCreated, er
 			s.end(key, f, events.Position{}, errExists)
 			return PoolCreated{}, conflict("pool_exists", "pool %s already exists; choose another pool_id or omit it", c.ID)
 		}
-		e := events.New(c.ID, now, events.PoolCreatedData{Strategy: c.Strategy, LocalityWaitMs: events.ToMillis(c.LocalityWait)})
+		e := events.New(c.ID, now, events.PoolCreatedData{Strategy: c.Strategy, LocalityWaitMs: events.ToMillis(c.LocalityWait), Delivery: logged})
 		pos, err := s.append(ctx, e)
 		s.end(key, f, pos, err)
 		if err != nil {
 			return PoolCreated{}, err
 		}
-		return PoolCreated{ID: c.ID, Strategy: c.Strategy, LocalityWait: events.ToMillis(c.LocalityWait).Duration(), Position: pos}, nil
+		return PoolCreated{ID: c.ID, Strategy: c.Strategy, LocalityWait: events.ToMillis(c.LocalityWait).Duration(),
+			Delivery: c.Delivery, Position: pos}, nil
 	}
 }
 
@@ -164,9 +179,13 @@ type WorkerRegistered struct {
 	Pool     string
 	ID       string
 	Capacity int64
-	Topic    string
-	Deadline time.Time
-	Position events.Position
+	// Topic and Partition are where the worker's allocs arrive;
+	// StartOffset is the first offset there that can hold one.
+	Topic       string
+	Partition   int32
+	StartOffset int64
+	Deadline    time.Time
+	Position    events.Position
 }
 
 func validateCapacity(c int64) error {
@@ -204,8 +223,9 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// RegisterWorker creates the worker's alloc topic, then appends
-// worker.registered.
+// RegisterWorker creates the worker's alloc topic (per-worker delivery; a
+// worker of a shared pool uses the shared alloc topic, created at start-up),
+// then appends worker.registered.
 func (s *Service) RegisterWorker(ctx context.Context, pool string, c RegisterWorker) (WorkerRegistered, error) {
 	if err := events.ValidateID(events.PoolID, pool); err != nil {
 		return WorkerRegistered{}, badRequest("invalid_id", "%v", err)
@@ -231,6 +251,7 @@ func (s *Service) RegisterWorker(ctx context.Context, pool string, c RegisterWor
 		if !mine {
 			continue
 		}
+		var delivery events.Delivery
 		err = s.read(ctx, pool, func(st *state.State) error {
 			p, err := activePool(st, pool)
 			if err != nil {
@@ -239,19 +260,28 @@ func (s *Service) RegisterWorker(ctx context.Context, pool string, c RegisterWor
 			if p.Worker(c.ID) != nil {
 				return conflict("worker_exists", "worker %s is already registered in pool %s; heartbeat it or choose another worker_id", c.ID, pool)
 			}
+			delivery = p.Delivery
 			return nil
 		})
 		if err != nil {
 			s.end(key, f, events.Position{}, err)
 			return WorkerRegistered{}, err
 		}
-		topic := s.cfg.Topics.WorkerAllocs(pool, c.ID)
+		target := s.cfg.Topics.AllocTarget(delivery, pool, c.ID, s.cfg.AllocsPartitions)
+		topic := target.Topic
+		var start int64
 		tctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
-		err = broker.EnsureTopics(tctx, s.adm, broker.TopicSpec{Name: topic, Partitions: 1})
+		if delivery == events.Shared {
+			// Every alloc of the worker is written after worker.registered,
+			// hence after this end offset: the agent starts reading there.
+			start, err = s.endOffset(tctx, target)
+		} else {
+			err = broker.EnsureTopics(tctx, s.adm, broker.TopicSpec{Name: topic, Partitions: 1})
+		}
 		cancel()
 		if err != nil {
 			s.end(key, f, events.Position{}, err)
-			return WorkerRegistered{}, unavailable(fmt.Errorf("create alloc topic %s: %w", topic, err))
+			return WorkerRegistered{}, unavailable(fmt.Errorf("prepare alloc topic %s: %w", topic, err))
 		}
 		now = s.clock()
 		d := events.WorkerRegisteredData{WorkerID: c.ID, Capacity: c.Capacity, Topic: topic,
@@ -261,8 +291,25 @@ func (s *Service) RegisterWorker(ctx context.Context, pool string, c RegisterWor
 		if err != nil {
 			return WorkerRegistered{}, err
 		}
-		return WorkerRegistered{Pool: pool, ID: c.ID, Capacity: c.Capacity, Topic: topic, Deadline: d.Deadline, Position: pos}, nil
+		return WorkerRegistered{Pool: pool, ID: c.ID, Capacity: c.Capacity, Topic: topic, Partition: target.Partition,
+			StartOffset: start, Deadline: d.Deadline, Position: pos}, nil
 	}
+}
+
+// endOffset is the end (high watermark) of t's partition.
+func (s *Service) endOffset(ctx context.Context, t events.AllocTarget) (int64, error) {
+	ends, err := s.adm.ListEndOffsets(ctx, t.Topic)
+	if err != nil {
+		return 0, fmt.Errorf("list end offsets: %w", err)
+	}
+	o, ok := ends.Lookup(t.Topic, t.Partition)
+	if !ok {
+		return 0, fmt.Errorf("partition %d not found (is LINE_ALLOCS_PARTITIONS the partition count of the topic?)", t.Partition)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("partition %d: %w", t.Partition, o.Err)
+	}
+	return o.Offset, nil
 }
 
 // Heartbeat is the command that keeps a worker, its replicas and its allocs

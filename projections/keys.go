@@ -27,7 +27,7 @@ const (
 
 	// layoutFormat names the layout of the rows. A view written with
 	// another layout is refused (rebuild it).
-	layoutFormat = "line-views-1"
+	layoutFormat = "line-views-2"
 
 	// deadlineLayout formats deadlines in index keys: fixed width, so that
 	// byte order is time order (years 0000-9999, which is all the log

@@ -22,6 +22,7 @@ type PoolView struct {
 	PoolID        string          `json:"pool_id"`
 	Strategy      events.Strategy `json:"strategy"`
 	LocalityWait  string          `json:"locality_wait"`
+	Delivery      events.Delivery `json:"delivery"`
 	Status        string          `json:"status"`
 	CreatedAt     string          `json:"created_at"`
 	DisbandedAt   string          `json:"disbanded_at,omitempty"`
@@ -144,7 +145,8 @@ type poolMeta struct {
 
 func poolView(p *state.Pool, m poolMeta) PoolView {
 	v := PoolView{
-		PoolID: p.ID, Strategy: p.Strategy, LocalityWait: p.LocalityWait.String(), Status: string(p.Status),
+		PoolID: p.ID, Strategy: p.Strategy, LocalityWait: p.LocalityWait.String(), Delivery: p.Delivery,
+		Status:    string(p.Status),
 		CreatedAt: ts(p.CreatedAt), DisbandedAt: ts(p.DisbandedAt), DeleteAt: ts(p.DeleteAt), DeletedAt: ts(p.DeletedAt),
 		Workers: int64(p.NumWorkers()), Evals: int64(p.NumEvals()), Pending: int64(p.Queue().Len()),
 		AwaitingRetry: int64(p.NumAwaitingRetry()), MaxFree: p.Free().MaxFree(),

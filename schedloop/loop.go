@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -450,7 +451,7 @@ func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
 				continue
 			}
 			for _, a := range d.Deliveries {
-				recs = append(recs, l.deliveryRecord(a))
+				recs = append(recs, l.deliveryRecord(p.Delivery, a))
 			}
 			for _, dl := range d.DeadLetters {
 				recs = append(recs, l.deadLetterRecord(dl))
@@ -557,13 +558,22 @@ func sameSet(a, b map[string]struct{}) bool {
 }
 
 // topicDeleter deletes the alloc topics of expired workers and deleted
-// pools, once the decision that ends them is committed.
+// pools, once the decision that ends them is committed. Only per-worker
+// alloc topics are deleted: a worker of a shared pool names the shared
+// alloc topic, which lives as long as the deployment.
 func (l *Loop) topicDeleter(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case names := <-l.deleteTopics:
+			names = slices.DeleteFunc(slices.Clone(names), func(n string) bool {
+				_, _, ok := l.cfg.Topics.ParseWorkerAllocs(n)
+				return !ok
+			})
+			if len(names) == 0 {
+				continue
+			}
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := broker.DeleteTopics(dctx, l.adm, names...); err != nil {
 				l.log.Warn("delete alloc topics", "topics", names, "err", err)
@@ -573,9 +583,13 @@ func (l *Loop) topicDeleter(ctx context.Context) {
 	}
 }
 
-func (l *Loop) deliveryRecord(a events.AllocRecord) *kgo.Record {
+// deliveryRecord is the alloc record of a, on the topic and partition that
+// events.Topics.AllocTarget gives for the pool's delivery mode (the
+// client's partitioner is manual), keyed by worker id.
+func (l *Loop) deliveryRecord(d events.Delivery, a events.AllocRecord) *kgo.Record {
 	v := marshalRecord(a)
-	return &kgo.Record{Topic: l.cfg.Topics.WorkerAllocs(a.PoolID, a.WorkerID), Partition: 0, Key: []byte(a.WorkerID), Value: v}
+	t := l.cfg.Topics.AllocTarget(d, a.PoolID, a.WorkerID, l.cfg.AllocsPartitions)
+	return &kgo.Record{Topic: t.Topic, Partition: t.Partition, Key: []byte(a.WorkerID), Value: v}
 }
 
 func (l *Loop) deadLetterRecord(d events.DeadLetterRecord) *kgo.Record {

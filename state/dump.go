@@ -48,6 +48,7 @@ type dumpPool struct {
 	ID             string          `json:"id"`
 	Strategy       events.Strategy `json:"strategy"`
 	LocalityWaitMs int64           `json:"locality_wait_ms"`
+	Delivery       events.Delivery `json:"delivery"`
 	Status         PoolStatus      `json:"status"`
 	CreatedAt      string          `json:"created_at"`
 	DisbandedAt    string          `json:"disbanded_at"`
@@ -137,8 +138,8 @@ func dumpTime(t time.Time) string {
 
 func dumpPoolOf(p *Pool) dumpPool {
 	d := dumpPool{
-		ID: p.ID, Strategy: p.Strategy, LocalityWaitMs: int64(p.LocalityWait / time.Millisecond), Status: p.Status,
-		CreatedAt: dumpTime(p.CreatedAt), DisbandedAt: dumpTime(p.DisbandedAt),
+		ID: p.ID, Strategy: p.Strategy, LocalityWaitMs: int64(p.LocalityWait / time.Millisecond), Delivery: p.Delivery,
+		Status: p.Status, CreatedAt: dumpTime(p.CreatedAt), DisbandedAt: dumpTime(p.DisbandedAt),
 		DeleteAt: dumpTime(p.DeleteAt), DeletedAt: dumpTime(p.DeletedAt),
 		Workers: []dumpWorker{}, Evals: []dumpEval{}, Allocs: []dumpAlloc{},
 		Queue: []string{}, AwaitingRetry: []string{},

@@ -92,9 +92,12 @@ type Pool struct {
 	ID           string
 	Strategy     events.Strategy
 	LocalityWait time.Duration
-	Status       PoolStatus
-	CreatedAt    time.Time
-	DisbandedAt  time.Time
+	// Delivery is how allocs reach the pool's workers (never empty:
+	// a pool.created without it means events.PerWorker).
+	Delivery    events.Delivery
+	Status      PoolStatus
+	CreatedAt   time.Time
+	DisbandedAt time.Time
 	// DeleteAt is when a disbanded pool is deleted.
 	DeleteAt time.Time
 	// DeletedAt is when the pool was deleted.
@@ -123,6 +126,7 @@ func newPool(id string, at time.Time, d events.PoolCreatedData) *Pool {
 		ID:           id,
 		Strategy:     d.Strategy,
 		LocalityWait: d.LocalityWaitMs.Duration(),
+		Delivery:     d.Delivery.OrDefault(),
 		Status:       PoolActive,
 		CreatedAt:    at,
 		workers:      make(map[string]*Worker),

@@ -96,6 +96,7 @@ func SchedulerEnv(cfg config.Config, brokers []string, id string) []string {
 		"LINE_DEPLOYMENT=" + cfg.Deployment,
 		"LINE_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"LINE_EVENTS_PARTITIONS=" + strconv.Itoa(int(cfg.EventsPartitions)),
+		"LINE_ALLOCS_PARTITIONS=" + strconv.Itoa(int(cfg.AllocsPartitions)),
 		"LINE_POOL_TTL=" + dur(cfg.PoolTTL),
 		"LINE_WORKER_TTL=" + dur(cfg.WorkerTTL),
 		"LINE_REPLICA_TTL=" + dur(cfg.ReplicaTTL),

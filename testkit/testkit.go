@@ -26,6 +26,9 @@ const (
 	// partitions keep the broker and the consumers fast, more than one
 	// keeps partitioning visible.
 	EventsPartitions = 3
+	// AllocsPartitions is the partition count of the shared alloc topic:
+	// few, so that workers of a test share partitions.
+	AllocsPartitions = 4
 	// PoolTTL is how long a disbanded pool lives.
 	PoolTTL = 20 * time.Second
 	// WorkerTTL is how long a worker lives without heartbeat.
@@ -91,6 +94,7 @@ func Config(t testing.TB, deployment ...string) config.Config {
 	c.DevKafkaAddr = "127.0.0.1:0"
 	c.HTTPAddr = "127.0.0.1:0"
 	c.EventsPartitions = EventsPartitions
+	c.AllocsPartitions = AllocsPartitions
 	c.PoolTTL = PoolTTL
 	c.WorkerTTL = WorkerTTL
 	c.ReplicaTTL = ReplicaTTL

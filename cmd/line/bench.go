@@ -24,8 +24,9 @@ their medians, the gates of the issue, and where the profiles are. Scenarios:
 
   core      scheduler.BenchmarkDecide at full size (go test; needs the source tree)
   c1m       register workers, submit evals through the batch endpoint, until every
-            alloc is readable on its worker topic; with the broker limit (a
-            transactional copy of as many records) on the same broker
+            alloc is readable on its worker topic (--delivery shared: on the
+            shared alloc topic); with the broker limit (a transactional copy of
+            as many records) on the same broker
   replay    line audit and a projector rebuild over the c1m history
   takeover  a fresh scheduler on the c1m history: seconds until it places again
   latency   paced single-eval POSTs: submit -> alloc readable, p50/p95/p99
@@ -38,7 +39,7 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if small {
 				s := bench.SmallOptions()
-				s.Out, s.Profile, s.Keep, s.GoTool = o.Out, o.Profile, o.Keep, o.GoTool
+				s.Out, s.Profile, s.Keep, s.GoTool, s.Delivery = o.Out, o.Profile, o.Keep, o.GoTool, o.Delivery
 				if cmd.Flags().Changed("runs") {
 					s.Runs = o.Runs
 				}
@@ -78,6 +79,7 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 	f.IntVar(&o.RegisterConc, "register-concurrency", o.RegisterConc, "c1m: registrations in flight")
 	f.StringVar(&o.Strategy, "strategy", o.Strategy, "pool strategy: spread or binpack")
 	f.DurationVar(&o.LocalityWait, "locality-wait", o.LocalityWait, "pool locality wait")
+	f.StringVar(&o.Delivery, "delivery", o.Delivery, "pool delivery: per-worker (a topic per worker) or shared (the shared alloc topic)")
 	f.Float64Var(&o.Headroom, "headroom", o.Headroom, "c1m: total worker capacity over total eval size")
 	f.IntVar(&o.Rate, "rate", o.Rate, "latency: evals per second")
 	f.DurationVar(&o.Duration, "duration", o.Duration, "latency: how long to submit")

@@ -130,10 +130,10 @@ func TestCLITablesAndJSON(t *testing.T) {
 	s := startLineServer(t, func(c *config.Config) { c.WorkerTTL = 10 * time.Second })
 
 	out := s.ok(t, "pool", "create", "demo", "--strategy", "binpack", "--locality-wait", "2s")
-	wantRow(t, out, 0, "POOL", "STRATEGY", "LOCALITY WAIT", "POSITION")
-	wantRow(t, out, 1, "demo", "binpack", "2s", "*")
-	pc := decodeJSON[api.PoolCreated](t, s.ok(t, "--json", "pool", "create", "other"))
-	if pc.PoolId != "other" || pc.Strategy != api.StrategySpread || pc.Position == "" {
+	wantRow(t, out, 0, "POOL", "STRATEGY", "LOCALITY WAIT", "DELIVERY", "POSITION")
+	wantRow(t, out, 1, "demo", "binpack", "2s", "per-worker", "*")
+	pc := decodeJSON[api.PoolCreated](t, s.ok(t, "--json", "pool", "create", "other", "--delivery", "shared"))
+	if pc.PoolId != "other" || pc.Strategy != api.StrategySpread || pc.Delivery != api.DeliveryShared || pc.Position == "" {
 		t.Errorf("pool create --json: %+v", pc)
 	}
 	testkit.WaitFor(t, 10*time.Second, "two pools listed", func() bool { return len(rows(s.ok(t, "pool", "list"))) == 3 })

@@ -20,13 +20,14 @@ func newPoolCmd() *cobra.Command {
 }
 
 func newPoolCreateCmd() *cobra.Command {
-	var strategy string
+	var strategy, delivery string
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "create [POOL]",
 		Short: "Create a pool (the server picks an id when POOL is omitted)",
 		Example: `  line pool create demo
-  line pool create demo --strategy binpack --locality-wait 2s`,
+  line pool create demo --strategy binpack --locality-wait 2s
+  line pool create big --delivery shared`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: withHints(func(cmd *cobra.Command, args []string) error {
 			c, err := apiClient()
@@ -45,6 +46,10 @@ func newPoolCreateCmd() *cobra.Command {
 				d := wait.String()
 				req.LocalityWait = &d
 			}
+			if delivery != "" {
+				d := api.Delivery(delivery)
+				req.Delivery = &d
+			}
 			ctx, cancel := callCtx(cmd)
 			defer cancel()
 			res, err := c.CreatePool(ctx, req)
@@ -52,13 +57,14 @@ func newPoolCreateCmd() *cobra.Command {
 				return err
 			}
 			return emit(cmd, res, func(t *tw) {
-				t.row("POOL", "STRATEGY", "LOCALITY WAIT", "POSITION")
-				t.row(res.PoolId, res.Strategy, res.LocalityWait, res.Position)
+				t.row("POOL", "STRATEGY", "LOCALITY WAIT", "DELIVERY", "POSITION")
+				t.row(res.PoolId, res.Strategy, res.LocalityWait, res.Delivery, res.Position)
 			})
 		}),
 	}
 	cmd.Flags().StringVar(&strategy, "strategy", "", "placement strategy: spread (default) or binpack")
 	cmd.Flags().DurationVar(&wait, "locality-wait", 0, "how long an eval waits for a worker holding its dataset")
+	cmd.Flags().StringVar(&delivery, "delivery", "", "how allocs reach the workers: per-worker (default: one topic per worker) or shared (one shared topic, a partition per group of workers; for large fleets)")
 	return cmd
 }
 
@@ -106,6 +112,7 @@ func newPoolShowCmd() *cobra.Command {
 				t.kv("Status", p.Status)
 				t.kv("Strategy", p.Strategy)
 				t.kv("Locality wait", p.LocalityWait)
+				t.kv("Delivery", p.Delivery)
 				t.kv("Created", p.CreatedAt)
 				if p.DisbandedAt != nil {
 					t.kv("Disbanded", p.DisbandedAt)
