@@ -302,17 +302,24 @@ func (r *round) place() {
 		}
 		return true
 	})
-	r.rank.build(slots)
+	strategy := r.p.Strategy
+	if !strategy.Valid() {
+		strategy = events.Spread
+	}
+	r.rank.build(slots, strategy == events.Spread)
 	r.reserve()
 	maxFree := r.rank.maxFree()
 	if maxFree < minSize {
 		return
 	}
 	var h heads
-	q.Sizes(math.MinInt64, maxFree, func(_ int64, _ int, first *state.Eval) bool {
+	var sizes []int64
+	q.Sizes(math.MinInt64, maxFree, func(size int64, _ int, first *state.Eval) bool {
 		h.push(first)
+		sizes = append(sizes, size)
 		return true
 	})
+	r.rank.countFits(sizes)
 	// At most this many placements (within reason: evals waiting for
 	// locality may leave most of it unused).
 	bound := min(int64(q.Len()), total/minSize, 1<<12)
@@ -320,10 +327,6 @@ func (r *round) place() {
 		bound = min(bound, int64(r.cfg.MaxPlacements))
 	}
 	r.firstChunk = int(bound)
-	strategy := r.p.Strategy
-	if !strategy.Valid() {
-		strategy = events.Spread
-	}
 	localityWait := r.p.LocalityWait
 	if r.cfg.StarvationAge > 0 && r.cfg.StarvationAge < localityWait {
 		localityWait = r.cfg.StarvationAge
@@ -368,26 +371,33 @@ func (r *round) placeOne(e *state.Eval, strategy events.Strategy, localityWait t
 			return
 		}
 	}
-	fit, candidates, ok := r.rank.firstFit(e.Size)
-	if !ok {
-		return // cannot happen: the caller checked the size against the most free
-	}
-	var at pos
+	candidates := r.rank.count(e.Size)
+	var s *slot
 	switch {
+	case candidates == 0:
+		return // cannot happen: the caller checked the size against the most free
 	case chosen != nil:
-		at = r.rank.locate(chosen)
+		s = chosen
+		r.rank.take(s, e.Size)
 	case strategy == events.Spread:
-		at, _ = r.rank.mostFree()
+		s = r.rank.mostFree()
+		r.rank.take(s, e.Size)
 	default:
-		at = fit
+		at, ok := r.rank.firstFit(e.Size)
+		if !ok {
+			return // as above
+		}
+		s = r.rank.slotAt(at)
+		r.rank.takeAt(at, e.Size)
 	}
-	r.placed.add(placement{e: e, w: r.rank.slotAt(at).w, locality: locality, candidates: int32(candidates)}, r.firstChunk)
-	r.rank.take(at, e.Size)
+	r.placed.add(placement{e: e, w: s.w, locality: locality, candidates: int32(candidates)}, r.firstChunk)
 }
 
 // emitPlacements turns the round's placements into events and deliveries,
-// each output allocated once at its final size (the alloc ids share one
-// string).
+// each output allocated once at its final size, in one pass that reads
+// each eval once. The alloc ids share one string: a strings.Builder grown
+// to its final size first never moves or changes what it already holds, so
+// each id can be cut from it as soon as it is written.
 func (r *round) emitPlacements(strategy events.Strategy) {
 	n := r.placed.n
 	if n == 0 {
@@ -396,21 +406,17 @@ func (r *round) emitPlacements(strategy events.Strategy) {
 	deadline := r.now.Add(r.cfg.AllocTTL)
 	var ids strings.Builder
 	ids.Grow(n * allocIDLen)
-	for _, c := range r.placed.chunks {
-		for _, pl := range c {
-			var id [allocIDLen]byte
-			putAllocID(&id, r.p.ID, pl.e.ID, pl.e.NextAttempt)
-			ids.Write(id[:])
-		}
-	}
-	allIDs := ids.String()
 	r.d.Events = slices.Grow(r.d.Events, n)
 	r.d.Deliveries = make([]events.AllocRecord, n)
 	i := 0
 	for _, c := range r.placed.chunks {
 		for _, pl := range c {
 			e, w := pl.e, pl.w
-			id := allIDs[i*allocIDLen : (i+1)*allocIDLen]
+			var buf [allocIDLen]byte
+			putAllocID(&buf, r.p.ID, e.ID, e.NextAttempt)
+			ids.Write(buf[:])
+			all := ids.String()
+			id := all[len(all)-allocIDLen:]
 			r.d.Events = append(r.d.Events, events.AllocPlacedData{AllocID: id, EvalID: e.ID, WorkerID: w.ID,
 				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Deadline: deadline, Topic: w.Topic,
 				Strategy: strategy, Locality: localities[pl.locality], Candidates: int(pl.candidates),

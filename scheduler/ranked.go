@@ -52,26 +52,63 @@ const (
 	blockMax = 2 * blockFill
 )
 
-// ranked is the round's set of workers that can take an alloc, ordered by
-// (free, idx) ascending: a sorted list cut in blocks of at most blockMax
-// entries (a two-level B-tree; see entry). A round only ever lowers a slot's
-// free capacity, so a placement moves one entry towards the front: a
-// binary search and a short memmove, within one block when it can. The
-// rank of a position (how many workers have at least some free capacity)
-// is a sum over the blocks before it.
+// ranked is the round's set of workers that can take an alloc (room left,
+// not reserved), in one of two forms, for the strategy's question:
+//
+//   - spread (the most free worker): a 4-ary max-heap of entries keyed by
+//     (free desc, idx asc). A placement lowers the top's free capacity and
+//     sifts it down: O(log n), with no search and no memmove. A slot
+//     lowered or removed elsewhere than at the top (a locality hit, the
+//     reservation) leaves a stale entry behind (its free capacity is no
+//     longer the slot's, or the slot left the set), dropped when it
+//     reaches the top; a lowered slot gets a new entry.
+//   - binpack (the least free worker that fits): a sorted list by (free,
+//     idx) ascending, cut in blocks of at most blockMax entries (a
+//     two-level B-tree; see entry). A round only ever lowers a slot's free
+//     capacity, so a placement moves one entry towards the front: a binary
+//     search and a short memmove, within one block when it can.
+//
+// Both forms keep fits, which counts the slots with room for each eval
+// size in play (the candidates of a placement) in O(log sizes).
 type ranked struct {
-	slots  []slot
+	slots []slot
+	// spread selects the heap; otherwise the blocks.
+	spread bool
+	heap   []entry
 	blocks [][]entry
 	n      int
+	fits   fitCounts
 	// splits counts block splits, for tests.
 	splits int
 }
 
-// build fills the set with every slot; slots must be sorted by (free, worker
-// id), which build numbers them by.
-func (r *ranked) build(slots []slot) {
+// build fills the set with every slot, as a heap if spread, else as
+// blocks; slots must be sorted by (free, worker id), which build numbers
+// them by. The fit counts start empty: see countFits.
+func (r *ranked) build(slots []slot, spread bool) {
 	r.slots = slots
 	r.n = len(slots)
+	r.spread = spread
+	for i := range slots {
+		slots[i].in = true
+		slots[i].idx = int32(i)
+	}
+	if spread {
+		r.heap = make([]entry, 0, len(slots)+len(slots)/8)
+		// Descending free, ascending idx among equals: sorted, hence a
+		// heap.
+		for end := len(slots); end > 0; {
+			start := end - 1
+			for start > 0 && slots[start-1].free == slots[end-1].free {
+				start--
+			}
+			for i := start; i < end; i++ {
+				r.heap = append(r.heap, entry{slots[i].free, int32(i)})
+			}
+			end = start
+		}
+		return
+	}
 	nb := (len(slots) + blockFill - 1) / blockFill
 	r.blocks = make([][]entry, 0, nb+nb/2+1)
 	backing := make([]entry, nb*(blockMax+1))
@@ -84,11 +121,23 @@ func (r *ranked) build(slots []slot) {
 		}
 		r.blocks = append(r.blocks, b)
 	}
-	for i := range slots {
-		slots[i].in = true
-		slots[i].idx = int32(i)
+}
+
+// countFits starts counting, for each of sizes (ascending, distinct), the
+// slots of the set with at least that much room; count then answers for
+// those sizes only.
+func (r *ranked) countFits(sizes []int64) {
+	r.fits.init(sizes)
+	for i := range r.slots {
+		if s := &r.slots[i]; s.in {
+			r.fits.enter(s.free)
+		}
 	}
 }
+
+// count returns how many slots of the set have at least size free; size
+// must be one of the sizes given to countFits.
+func (r *ranked) count(size int64) int { return r.fits.atLeast(size) }
 
 func (r *ranked) at(e entry) *slot { return &r.slots[e.idx] }
 
@@ -127,34 +176,35 @@ type pos struct{ bi, i int }
 func (r *ranked) slotAt(p pos) *slot { return r.at(r.blocks[p.bi][p.i]) }
 
 // firstFit returns the position of the slot with the least free capacity
-// >= size (lowest idx among equals) and how many slots have free capacity
-// >= size; ok is false if none has.
-func (r *ranked) firstFit(size int64) (p pos, count int, ok bool) {
+// >= size (lowest idx among equals); ok is false if none has. Blocks only.
+func (r *ranked) firstFit(size int64) (p pos, ok bool) {
 	bi, i := r.seek(size, -1)
 	if bi == len(r.blocks) {
-		return pos{}, 0, false
-	}
-	before := i
-	for _, b := range r.blocks[:bi] {
-		before += len(b)
-	}
-	return pos{bi, i}, r.n - before, true
-}
-
-// mostFree returns the position of the slot with the most free capacity
-// (lowest idx among equals); ok is false if the set is empty.
-func (r *ranked) mostFree() (p pos, ok bool) {
-	if r.n == 0 {
 		return pos{}, false
 	}
-	bi, i := r.seek(r.maxFree(), -1)
 	return pos{bi, i}, true
+}
+
+// mostFree returns the slot with the most free capacity (lowest idx among
+// equals), or nil if the set is empty.
+func (r *ranked) mostFree() *slot {
+	if r.n == 0 {
+		return nil
+	}
+	if r.spread {
+		return r.at(r.heap[0])
+	}
+	bi, i := r.seek(r.maxFree(), -1)
+	return r.slotAt(pos{bi, i})
 }
 
 // maxFree is the largest free capacity in the set, or 0 if it is empty.
 func (r *ranked) maxFree() int64 {
 	if r.n == 0 {
 		return 0
+	}
+	if r.spread {
+		return r.heap[0].free
 	}
 	b := r.blocks[len(r.blocks)-1]
 	return b[len(b)-1].free
@@ -218,16 +268,49 @@ func (r *ranked) remove(s *slot) {
 	if !s.in {
 		return
 	}
+	r.fits.leave(s.free)
+	if r.spread {
+		s.in = false
+		r.n--
+		r.dropStale()
+		return
+	}
 	p := r.locate(s)
 	r.removeAt(p.bi, p.i)
 }
 
-// take lowers the free capacity of the slot at p by size, keeping the set
-// ordered; a slot left without room leaves the set.
-func (r *ranked) take(p pos, size int64) {
+// take lowers the free capacity of s, which must be in the set, by size; a
+// slot left without room leaves the set.
+func (r *ranked) take(s *slot, size int64) {
+	if !r.spread {
+		r.takeAt(r.locate(s), size)
+		return
+	}
+	free := s.free - size
+	r.fits.move(s.free, free)
+	top := r.heap[0] // valid: see dropStale
+	onTop := top.idx == s.idx
+	s.free = free
+	switch {
+	case free <= 0:
+		s.in = false
+		r.n--
+	case onTop:
+		r.heap[0].free = free
+		r.siftDown(0)
+	default:
+		r.heap = append(r.heap, entry{free, s.idx})
+		r.siftUp(len(r.heap) - 1)
+	}
+	r.dropStale()
+}
+
+// takeAt is take for the slot at p (blocks only).
+func (r *ranked) takeAt(p pos, size int64) {
 	bi, i := p.bi, p.i
 	s := r.slotAt(p)
 	free := s.free - size
+	r.fits.move(s.free, free)
 	if free <= 0 {
 		r.removeAt(bi, i)
 		s.free = free
@@ -246,4 +329,65 @@ func (r *ranked) take(p pos, size int64) {
 	}
 	r.removeAt(bi, i)
 	r.insertAt(bj, j, e)
+}
+
+// above orders the heap: more free first, then the lower idx.
+func above(a, b entry) bool { return a.free > b.free || (a.free == b.free && a.idx < b.idx) }
+
+// stale reports whether a heap entry no longer stands for its slot.
+func (r *ranked) stale(e entry) bool {
+	s := r.at(e)
+	return !s.in || s.free != e.free
+}
+
+// dropStale pops the stale entries off the top of the heap, so that the top
+// is the most free slot of the set.
+func (r *ranked) dropStale() {
+	for len(r.heap) > 0 && r.stale(r.heap[0]) {
+		last := len(r.heap) - 1
+		r.heap[0] = r.heap[last]
+		r.heap = r.heap[:last]
+		if last > 0 {
+			r.siftDown(0)
+		}
+	}
+}
+
+// siftDown moves the entry at i down to its place (its key went down).
+func (r *ranked) siftDown(i int) {
+	h := r.heap
+	e := h[i]
+	for {
+		c := 4*i + 1
+		if c >= len(h) {
+			break
+		}
+		best := c
+		for k := c + 1; k < min(c+4, len(h)); k++ {
+			if above(h[k], h[best]) {
+				best = k
+			}
+		}
+		if !above(h[best], e) {
+			break
+		}
+		h[i] = h[best]
+		i = best
+	}
+	h[i] = e
+}
+
+// siftUp moves the entry at i up to its place.
+func (r *ranked) siftUp(i int) {
+	h := r.heap
+	e := h[i]
+	for i > 0 {
+		p := (i - 1) / 4
+		if !above(e, h[p]) {
+			break
+		}
+		h[i] = h[p]
+		i = p
+	}
+	h[i] = e
 }
