@@ -55,13 +55,9 @@ const (
 // ranked is the round's set of workers that can take an alloc (room left,
 // not reserved), in one of two forms, for the strategy's question:
 //
-//   - spread (the most free worker): a 4-ary max-heap of entries keyed by
-//     (free desc, idx asc). A placement lowers the top's free capacity and
-//     sifts it down: O(log n), with no search and no memmove. A slot
-//     lowered or removed elsewhere than at the top (a locality hit, the
-//     reservation) leaves a stale entry behind (its free capacity is no
-//     longer the slot's, or the slot left the set), dropped when it
-//     reaches the top; a lowered slot gets a new entry.
+//   - spread (the most free worker, lowest idx among equals): the slots
+//     grouped by free capacity (see freeGroups); a placement takes the
+//     front of the most free group and appends it to a lower group.
 //   - binpack (the least free worker that fits): a sorted list by (free,
 //     idx) ascending, cut in blocks of at most blockMax entries (a
 //     two-level B-tree; see entry). A round only ever lowers a slot's free
@@ -72,9 +68,9 @@ const (
 // size in play (the candidates of a placement) in O(log sizes).
 type ranked struct {
 	slots []slot
-	// spread selects the heap; otherwise the blocks.
+	// spread selects the groups; otherwise the blocks.
 	spread bool
-	heap   []entry
+	groups freeGroups
 	blocks [][]entry
 	n      int
 	fits   fitCounts
@@ -82,7 +78,7 @@ type ranked struct {
 	splits int
 }
 
-// build fills the set with every slot, as a heap if spread, else as
+// build fills the set with every slot, as groups if spread, else as
 // blocks; slots must be sorted by (free, worker id), which build numbers
 // them by. The fit counts start empty: see countFits.
 func (r *ranked) build(slots []slot, spread bool) {
@@ -94,19 +90,7 @@ func (r *ranked) build(slots []slot, spread bool) {
 		slots[i].idx = int32(i)
 	}
 	if spread {
-		r.heap = make([]entry, 0, len(slots)+len(slots)/8)
-		// Descending free, ascending idx among equals: sorted, hence a
-		// heap.
-		for end := len(slots); end > 0; {
-			start := end - 1
-			for start > 0 && slots[start-1].free == slots[end-1].free {
-				start--
-			}
-			for i := start; i < end; i++ {
-				r.heap = append(r.heap, entry{slots[i].free, int32(i)})
-			}
-			end = start
-		}
+		r.groups.build(slots)
 		return
 	}
 	nb := (len(slots) + blockFill - 1) / blockFill
@@ -192,7 +176,8 @@ func (r *ranked) mostFree() *slot {
 		return nil
 	}
 	if r.spread {
-		return r.at(r.heap[0])
+		i, _ := r.groups.front(r.slots)
+		return &r.slots[i]
 	}
 	bi, i := r.seek(r.maxFree(), -1)
 	return r.slotAt(pos{bi, i})
@@ -204,7 +189,7 @@ func (r *ranked) maxFree() int64 {
 		return 0
 	}
 	if r.spread {
-		return r.heap[0].free
+		return r.groups.top.free
 	}
 	b := r.blocks[len(r.blocks)-1]
 	return b[len(b)-1].free
@@ -272,7 +257,7 @@ func (r *ranked) remove(s *slot) {
 	if r.spread {
 		s.in = false
 		r.n--
-		r.dropStale()
+		r.groups.front(r.slots) // keep the top's front current
 		return
 	}
 	p := r.locate(s)
@@ -288,21 +273,14 @@ func (r *ranked) take(s *slot, size int64) {
 	}
 	free := s.free - size
 	r.fits.move(s.free, free)
-	top := r.heap[0] // valid: see dropStale
-	onTop := top.idx == s.idx
-	s.free = free
-	switch {
-	case free <= 0:
+	s.free = free // s's entry goes stale
+	if free > 0 {
+		r.groups.add(free, s.idx)
+	} else {
 		s.in = false
 		r.n--
-	case onTop:
-		r.heap[0].free = free
-		r.siftDown(0)
-	default:
-		r.heap = append(r.heap, entry{free, s.idx})
-		r.siftUp(len(r.heap) - 1)
 	}
-	r.dropStale()
+	r.groups.front(r.slots) // keep the top's front current
 }
 
 // takeAt is take for the slot at p (blocks only).
@@ -331,63 +309,9 @@ func (r *ranked) takeAt(p pos, size int64) {
 	r.insertAt(bj, j, e)
 }
 
-// above orders the heap: more free first, then the lower idx.
-func above(a, b entry) bool { return a.free > b.free || (a.free == b.free && a.idx < b.idx) }
-
-// stale reports whether a heap entry no longer stands for its slot.
-func (r *ranked) stale(e entry) bool {
-	s := r.at(e)
-	return !s.in || s.free != e.free
-}
-
-// dropStale pops the stale entries off the top of the heap, so that the top
-// is the most free slot of the set.
-func (r *ranked) dropStale() {
-	for len(r.heap) > 0 && r.stale(r.heap[0]) {
-		last := len(r.heap) - 1
-		r.heap[0] = r.heap[last]
-		r.heap = r.heap[:last]
-		if last > 0 {
-			r.siftDown(0)
-		}
-	}
-}
-
-// siftDown moves the entry at i down to its place (its key went down).
-func (r *ranked) siftDown(i int) {
-	h := r.heap
-	e := h[i]
-	for {
-		c := 4*i + 1
-		if c >= len(h) {
-			break
-		}
-		best := c
-		for k := c + 1; k < min(c+4, len(h)); k++ {
-			if above(h[k], h[best]) {
-				best = k
-			}
-		}
-		if !above(h[best], e) {
-			break
-		}
-		h[i] = h[best]
-		i = best
-	}
-	h[i] = e
-}
-
-// siftUp moves the entry at i up to its place.
-func (r *ranked) siftUp(i int) {
-	h := r.heap
-	e := h[i]
-	for i > 0 {
-		p := (i - 1) / 4
-		if !above(e, h[p]) {
-			break
-		}
-		h[i] = h[p]
-		i = p
-	}
-	h[i] = e
+// stale reports whether slot i's entry in the group of free capacity free
+// no longer stands for it (for tests).
+func (r *ranked) stale(i int32, free int64) bool {
+	s := &r.slots[i]
+	return !s.in || s.free != free
 }

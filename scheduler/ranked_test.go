@@ -50,16 +50,34 @@ func TestRankedMatchesASortedSlice(t *testing.T) {
 			m := model()
 			var flat []*slot
 			if spread {
-				for i, e := range r.heap {
-					if i > 0 && above(e, r.heap[(i-1)/4]) {
-						rt.Fatalf("heap entry %d is above its parent", i)
-					}
-					if !r.stale(e) {
-						flat = append(flat, r.at(e))
+				g := &r.groups
+				valid := func(grp *freeGroup, from int) {
+					for _, i := range grp.members[from:] {
+						if s := &r.slots[i]; s.in && s.free == grp.free {
+							flat = append(flat, s)
+						}
 					}
 				}
-				if len(r.heap) > 0 && r.stale(r.heap[0]) {
-					rt.Fatalf("stale entry on top of the heap")
+				if g.top != nil {
+					if !slices.IsSorted(g.top.members[g.top.head:]) {
+						rt.Fatalf("top group not sorted")
+					}
+					if g.top.head == len(g.top.members) || r.stale(g.top.members[g.top.head], g.top.free) {
+						rt.Fatalf("stale or no front in the top group")
+					}
+					valid(g.top, g.top.head)
+				}
+				if len(g.below) != len(g.byFree) {
+					rt.Fatalf("%d group keys for %d groups", len(g.below), len(g.byFree))
+				}
+				for i, free := range g.below {
+					if g.byFree[free] == nil || g.byFree[free].free != free || g.top == nil || free >= g.top.free {
+						rt.Fatalf("group %d is missing, or above the top", free)
+					}
+					if i > 0 && free > g.below[(i-1)/2] {
+						rt.Fatalf("group keys out of heap order")
+					}
+					valid(g.byFree[free], 0)
 				}
 				slices.SortFunc(flat, func(a, b *slot) int { return cmpSlot(a.free, a.idx, b) })
 			} else {
