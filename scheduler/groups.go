@@ -1,9 +1,6 @@
 package scheduler
 
-import (
-	"container/heap"
-	"slices"
-)
+import "slices"
 
 // freeGroups is the spread form of the ranked set: the slots grouped by
 // free capacity, each group a list of slot indexes, the most free group on
@@ -37,18 +34,50 @@ type freeGroup struct {
 	head    int
 }
 
-// freeHeap is a max-heap of int64 (container/heap).
+// freeHeap is a binary max-heap of free capacities (by hand rather than
+// through container/heap, whose interface would move the round to the
+// heap).
 type freeHeap []int64
 
-func (h freeHeap) Len() int           { return len(h) }
-func (h freeHeap) Less(i, j int) bool { return h[i] > h[j] }
-func (h freeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *freeHeap) Push(x any)        { *h = append(*h, x.(int64)) }
-func (h *freeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+func (h *freeHeap) push(x int64) {
+	*h = append(*h, x)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if s[p] >= x {
+			break
+		}
+		s[i] = s[p]
+		i = p
+	}
+	s[i] = x
+}
+
+func (h *freeHeap) pop() int64 {
+	s := *h
+	top, last := s[0], s[len(s)-1]
+	s = s[:len(s)-1]
+	*h = s
+	i := 0
+	for {
+		c := 2*i + 1
+		if c >= len(s) {
+			break
+		}
+		if c+1 < len(s) && s[c+1] > s[c] {
+			c++
+		}
+		if s[c] <= last {
+			break
+		}
+		s[i] = s[c]
+		i = c
+	}
+	if len(s) > 0 {
+		s[i] = last
+	}
+	return top
 }
 
 // build groups slots, which are sorted by (free, idx).
@@ -85,7 +114,7 @@ func (g *freeGroups) group(free int64) *freeGroup {
 	}
 	grp.free = free
 	g.byFree[free] = grp
-	heap.Push(&g.below, free)
+	g.below.push(free)
 	return grp
 }
 
@@ -106,7 +135,7 @@ func (g *freeGroups) next(slots []slot) {
 	if len(g.below) == 0 {
 		return
 	}
-	free := heap.Pop(&g.below).(int64)
+	free := g.below.pop()
 	g.top = g.byFree[free]
 	delete(g.byFree, free)
 	if !slices.IsSorted(g.top.members) {
