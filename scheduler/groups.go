@@ -94,7 +94,7 @@ func (g *freeGroups) build(slots []slot) {
 		}
 		end = start
 	}
-	g.next(slots)
+	g.next()
 }
 
 // group returns the group (not top) of free capacity free, created if need
@@ -127,7 +127,7 @@ func (g *freeGroups) add(free int64, idx int32) {
 
 // next retires top and makes the most free of the other groups the top,
 // sorting it; top is nil when there is none.
-func (g *freeGroups) next(slots []slot) {
+func (g *freeGroups) next() {
 	if g.top != nil {
 		g.spare = append(g.spare, g.top)
 		g.top = nil
@@ -155,7 +155,7 @@ func (g *freeGroups) front(slots []slot) (idx int32, ok bool) {
 			}
 			t.head++
 		}
-		g.next(slots)
+		g.next()
 	}
 	return 0, false
 }
