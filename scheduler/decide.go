@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/line-sched/line/events"
@@ -149,6 +150,16 @@ func Decide(p *state.Pool, now time.Time, cfg Config) Decision {
 // repeated decision names the same alloc) and unique per (pool, eval,
 // attempt) for all practical purposes.
 func AllocID(pool, eval string, attempt int) string {
+	var out [allocIDLen]byte
+	putAllocID(&out, pool, eval, attempt)
+	return string(out[:])
+}
+
+// allocIDLen is the length of an alloc id.
+const allocIDLen = 26
+
+// putAllocID writes AllocID(pool, eval, attempt) into out.
+func putAllocID(out *[allocIDLen]byte, pool, eval string, attempt int) {
 	var buf [256]byte
 	b := append(buf[:0], pool...)
 	b = append(b, 0)
@@ -156,9 +167,9 @@ func AllocID(pool, eval string, attempt int) string {
 	b = append(b, 0)
 	b = strconv.AppendInt(b, int64(attempt), 10)
 	sum := sha256.Sum256(b)
-	var out [28]byte
-	idEncoding.Encode(out[:], sum[:17])
-	return string(out[:26])
+	var enc [28]byte
+	idEncoding.Encode(enc[:], sum[:17])
+	copy(out[:], enc[:allocIDLen])
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -176,8 +187,10 @@ type round struct {
 	rank ranked
 	// holders caches, per dataset, the live holders of this round.
 	holders map[string][]holder
-	// placed collects the round's placements in order.
-	placed []placement
+	// placed collects the round's placements in order; firstChunk is the
+	// capacity of its first chunk.
+	placed     placementList
+	firstChunk int
 }
 
 type holder struct {
@@ -289,34 +302,37 @@ func (r *round) place() {
 		}
 		return true
 	})
-	r.rank.build(slots)
+	strategy := r.p.Strategy
+	if !strategy.Valid() {
+		strategy = events.Spread
+	}
+	r.rank.build(slots, strategy == events.Spread)
 	r.reserve()
 	maxFree := r.rank.maxFree()
 	if maxFree < minSize {
 		return
 	}
 	var h heads
-	q.Sizes(math.MinInt64, maxFree, func(_ int64, _ int, first *state.Eval) bool {
+	var sizes []int64
+	q.Sizes(math.MinInt64, maxFree, func(size int64, _ int, first *state.Eval) bool {
 		h.push(first)
+		sizes = append(sizes, size)
 		return true
 	})
+	r.rank.countFits(sizes)
 	// At most this many placements (within reason: evals waiting for
 	// locality may leave most of it unused).
 	bound := min(int64(q.Len()), total/minSize, 1<<12)
 	if r.cfg.MaxPlacements > 0 {
 		bound = min(bound, int64(r.cfg.MaxPlacements))
 	}
-	r.placed = make([]placement, 0, bound)
-	strategy := r.p.Strategy
-	if !strategy.Valid() {
-		strategy = events.Spread
-	}
+	r.firstChunk = int(bound)
 	localityWait := r.p.LocalityWait
 	if r.cfg.StarvationAge > 0 && r.cfg.StarvationAge < localityWait {
 		localityWait = r.cfg.StarvationAge
 	}
 	for len(h) > 0 && r.rank.n > 0 {
-		if r.cfg.MaxPlacements > 0 && len(r.placed) >= r.cfg.MaxPlacements {
+		if r.cfg.MaxPlacements > 0 && r.placed.n >= r.cfg.MaxPlacements {
 			break
 		}
 		e := h[0]
@@ -331,21 +347,12 @@ func (r *round) place() {
 	r.emitPlacements(strategy)
 }
 
-// placement is a placement decided in this round, in compact form until the
-// round's outputs are built.
-type placement struct {
-	e          *state.Eval
-	w          *state.Worker
-	locality   events.Locality
-	candidates int
-}
-
 // placeOne places e if it can, or leaves it waiting for locality.
 func (r *round) placeOne(e *state.Eval, strategy events.Strategy, localityWait time.Duration) {
 	var chosen *slot
-	locality := events.LocalityNone
+	locality := localityNone
 	if e.DatasetID != "" {
-		locality = events.LocalityMiss
+		locality = localityMiss
 		eligible := 0
 		for _, h := range r.holdersOf(e.DatasetID) {
 			if h.w.Capacity < e.Size {
@@ -358,57 +365,75 @@ func (r *round) placeOne(e *state.Eval, strategy events.Strategy, localityWait t
 		}
 		switch {
 		case chosen != nil:
-			locality = events.LocalityHit
+			locality = localityHit
 		case eligible > 0 && r.now.Sub(e.QueuedAt) < localityWait:
 			r.d.Stats.LocalityWaits++
 			return
 		}
 	}
-	fit, candidates, ok := r.rank.firstFit(e.Size)
-	if !ok {
-		return // cannot happen: the caller checked the size against the most free
-	}
-	var at pos
+	candidates := r.rank.count(e.Size)
+	var s *slot
 	switch {
+	case candidates == 0:
+		return // cannot happen: the caller checked the size against the most free
 	case chosen != nil:
-		at = r.rank.locate(chosen)
+		s = chosen
+		r.rank.take(s, e.Size)
 	case strategy == events.Spread:
-		at, _ = r.rank.mostFree()
+		s = r.rank.mostFree()
+		r.rank.take(s, e.Size)
 	default:
-		at = fit
+		at, ok := r.rank.firstFit(e.Size)
+		if !ok {
+			return // as above
+		}
+		s = r.rank.slotAt(at)
+		r.rank.takeAt(at, e.Size)
 	}
-	r.placed = append(r.placed, placement{e: e, w: r.rank.slotAt(at).w, locality: locality, candidates: candidates})
-	r.rank.take(at, e.Size)
+	r.placed.add(placement{e: e, w: s.w, locality: locality, candidates: int32(candidates)}, r.firstChunk)
 }
 
 // emitPlacements turns the round's placements into events and deliveries,
-// each output slice allocated once at its final size.
+// each output allocated once at its final size, in one pass that reads
+// each eval once. The alloc ids share one string: a strings.Builder grown
+// to its final size first never moves or changes what it already holds, so
+// each id can be cut from it as soon as it is written.
 func (r *round) emitPlacements(strategy events.Strategy) {
-	n := len(r.placed)
+	n := r.placed.n
 	if n == 0 {
 		return
 	}
 	deadline := r.now.Add(r.cfg.AllocTTL)
+	var ids strings.Builder
+	ids.Grow(n * allocIDLen)
 	r.d.Events = slices.Grow(r.d.Events, n)
 	r.d.Deliveries = make([]events.AllocRecord, n)
-	for i, pl := range r.placed {
-		e, w := pl.e, pl.w
-		id := AllocID(r.p.ID, e.ID, e.NextAttempt)
-		r.d.Events = append(r.d.Events, events.AllocPlacedData{AllocID: id, EvalID: e.ID, WorkerID: w.ID,
-			DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Deadline: deadline, Topic: w.Topic,
-			Strategy: strategy, Locality: pl.locality, Candidates: pl.candidates,
-			WaitedMs: events.ToMillis(max(r.now.Sub(e.QueuedAt), 0))})
-		r.d.Deliveries[i] = events.AllocRecord{AllocID: id, EvalID: e.ID, PoolID: r.p.ID, WorkerID: w.ID,
-			DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Payload: e.Payload, Deadline: deadline}
-		switch pl.locality {
-		case events.LocalityHit:
-			r.d.Stats.LocalityHits++
-		case events.LocalityMiss:
-			r.d.Stats.LocalityMisses++
+	i := 0
+	for _, c := range r.placed.chunks {
+		for _, pl := range c {
+			e, w := pl.e, pl.w
+			var buf [allocIDLen]byte
+			putAllocID(&buf, r.p.ID, e.ID, e.NextAttempt)
+			ids.Write(buf[:])
+			all := ids.String()
+			id := all[len(all)-allocIDLen:]
+			r.d.Events = append(r.d.Events, events.AllocPlacedData{AllocID: id, EvalID: e.ID, WorkerID: w.ID,
+				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Deadline: deadline, Topic: w.Topic,
+				Strategy: strategy, Locality: localities[pl.locality], Candidates: int(pl.candidates),
+				WaitedMs: events.ToMillis(max(r.now.Sub(e.QueuedAt), 0))})
+			r.d.Deliveries[i] = events.AllocRecord{AllocID: id, EvalID: e.ID, PoolID: r.p.ID, WorkerID: w.ID,
+				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Payload: e.Payload, Deadline: deadline}
+			switch pl.locality {
+			case localityHit:
+				r.d.Stats.LocalityHits++
+			case localityMiss:
+				r.d.Stats.LocalityMisses++
+			}
+			i++
 		}
 	}
 	r.d.Stats.Placed = n
-	r.placed = nil
+	r.placed = placementList{}
 }
 
 // better reports whether a ranks before b under the strategy (ties: the

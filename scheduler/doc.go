@@ -59,6 +59,20 @@
 // compares integers on the hot path (the round numbers its workers once by
 // free capacity and id) and does not depend on any iteration order.
 //
+// Cost: a round costs O(workers) to set up (the live workers with room,
+// numbered by free capacity and id), then per placement: for spread, a
+// map lookup and an append, plus its share of sorting a group once (O(log
+// workers)); for binpack, a binary search and a short memmove (O(log
+// workers) plus at most a block); for both, O(log sizes) to count the
+// candidates, where sizes is the number of distinct eval sizes that fit
+// at the start of the round. Spread keeps the workers in groups of equal
+// free capacity, the most free group sorted by the tie-break and taken
+// from the front: as free capacity only goes down within a round, no
+// worker ever joins the most free group, so a worker taken from it joins
+// a lower group by an append, and a group is sorted once, when it becomes
+// the most free. Binpack keeps a sorted list cut in blocks. Both count the
+// candidates of each size in a Fenwick tree over the sizes in play.
+//
 // Locality (delay scheduling): an eval naming a dataset is placed on a
 // holder when one fits (locality "hit"). A holder counts if its replica and
 // its worker are live and its capacity could ever fit the eval. When such

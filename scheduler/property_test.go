@@ -274,6 +274,9 @@ func (m *machine) fold(t *rapid.T, pool string, pr *pendingRound, late bool) {
 // decided from.
 func (m *machine) checkRound(t *rapid.T, p *state.Pool, d Decision) {
 	now := events.Truncate(m.now)
+	if p.Status == state.PoolActive {
+		checkChoices(t, p, now, d)
+	}
 	used := map[string]int64{}
 	placedEvals := map[string]bool{}
 	for _, data := range d.Events {
@@ -391,5 +394,74 @@ func (m *machine) replay(t *rapid.T) {
 	}
 	if a, b := state.Dump(m.f.s), state.Dump(s); !bytes.Equal(a, b) {
 		t.Fatalf("replay differs:\n%s\n%s", a, b)
+	}
+}
+
+// checkChoices replays a round's placements, in order, on a plain model of
+// the pool's workers searched linearly: each placement must go to the
+// worker the package doc's rules pick (feasible holders first, then the
+// strategy, then less free at the start of the round, then the lowest id),
+// with the locality and the candidates count (feasible workers at the
+// eval's turn) the rules give.
+func checkChoices(t *rapid.T, p *state.Pool, now time.Time, d Decision) {
+	type model struct {
+		w           *state.Worker
+		free, start int64
+	}
+	var ws []*model
+	for _, w := range p.Workers() {
+		if w.Deadline.After(now) && (d.Reservation == nil || w.ID != d.Reservation.WorkerID) {
+			ws = append(ws, &model{w: w, free: w.Free(), start: w.Free()})
+		}
+	}
+	strategy := p.Strategy
+	if !strategy.Valid() {
+		strategy = events.Spread
+	}
+	better := func(a, b *model) bool {
+		if a.free != b.free {
+			return (strategy == events.Binpack) == (a.free < b.free)
+		}
+		if a.start != b.start {
+			return a.start < b.start
+		}
+		return a.w.ID < b.w.ID
+	}
+	for _, data := range d.Events {
+		a, ok := data.(events.AllocPlacedData)
+		if !ok {
+			continue
+		}
+		e := p.Eval(a.EvalID)
+		var best, bestHolder *model
+		candidates := 0
+		for _, w := range ws {
+			if w.free < e.Size {
+				continue
+			}
+			candidates++
+			if best == nil || better(w, best) {
+				best = w
+			}
+			if rd, ok := w.w.Replicas[e.DatasetID]; ok && e.DatasetID != "" && rd.After(now) && (bestHolder == nil || better(w, bestHolder)) {
+				bestHolder = w
+			}
+		}
+		want := events.LocalityNone
+		switch {
+		case bestHolder != nil:
+			best, want = bestHolder, events.LocalityHit
+		case e.DatasetID != "":
+			want = events.LocalityMiss
+		}
+		if best == nil || a.WorkerID != best.w.ID || a.Candidates != candidates || a.Locality != want {
+			wantID := "none"
+			if best != nil {
+				wantID = best.w.ID
+			}
+			t.Fatalf("%s placement of %s (size %d) on %s with %d candidates (%s); the model wants %s with %d (%s):\n%s",
+				strategy, e.ID, e.Size, a.WorkerID, a.Candidates, a.Locality, wantID, candidates, want, show(d))
+		}
+		best.free -= e.Size
 	}
 }

@@ -52,26 +52,47 @@ const (
 	blockMax = 2 * blockFill
 )
 
-// ranked is the round's set of workers that can take an alloc, ordered by
-// (free, idx) ascending: a sorted list cut in blocks of at most blockMax
-// entries (a two-level B-tree; see entry). A round only ever lowers a slot's
-// free capacity, so a placement moves one entry towards the front: a
-// binary search and a short memmove, within one block when it can. The
-// rank of a position (how many workers have at least some free capacity)
-// is a sum over the blocks before it.
+// ranked is the round's set of workers that can take an alloc (room left,
+// not reserved), in one of two forms, for the strategy's question:
+//
+//   - spread (the most free worker, lowest idx among equals): the slots
+//     grouped by free capacity (see freeGroups); a placement takes the
+//     front of the most free group and appends it to a lower group.
+//   - binpack (the least free worker that fits): a sorted list by (free,
+//     idx) ascending, cut in blocks of at most blockMax entries (a
+//     two-level B-tree; see entry). A round only ever lowers a slot's free
+//     capacity, so a placement moves one entry towards the front: a binary
+//     search and a short memmove, within one block when it can.
+//
+// Both forms keep fits, which counts the slots with room for each eval
+// size in play (the candidates of a placement) in O(log sizes).
 type ranked struct {
-	slots  []slot
+	slots []slot
+	// spread selects the groups; otherwise the blocks.
+	spread bool
+	groups freeGroups
 	blocks [][]entry
 	n      int
+	fits   fitCounts
 	// splits counts block splits, for tests.
 	splits int
 }
 
-// build fills the set with every slot; slots must be sorted by (free, worker
-// id), which build numbers them by.
-func (r *ranked) build(slots []slot) {
+// build fills the set with every slot, as groups if spread, else as
+// blocks; slots must be sorted by (free, worker id), which build numbers
+// them by. The fit counts start empty: see countFits.
+func (r *ranked) build(slots []slot, spread bool) {
 	r.slots = slots
 	r.n = len(slots)
+	r.spread = spread
+	for i := range slots {
+		slots[i].in = true
+		slots[i].idx = int32(i)
+	}
+	if spread {
+		r.groups.build(slots)
+		return
+	}
 	nb := (len(slots) + blockFill - 1) / blockFill
 	r.blocks = make([][]entry, 0, nb+nb/2+1)
 	backing := make([]entry, nb*(blockMax+1))
@@ -84,11 +105,23 @@ func (r *ranked) build(slots []slot) {
 		}
 		r.blocks = append(r.blocks, b)
 	}
-	for i := range slots {
-		slots[i].in = true
-		slots[i].idx = int32(i)
+}
+
+// countFits starts counting, for each of sizes (ascending, distinct), the
+// slots of the set with at least that much room; count then answers for
+// those sizes only.
+func (r *ranked) countFits(sizes []int64) {
+	r.fits.init(sizes)
+	for i := range r.slots {
+		if s := &r.slots[i]; s.in {
+			r.fits.enter(s.free)
+		}
 	}
 }
+
+// count returns how many slots of the set have at least size free; size
+// must be one of the sizes given to countFits.
+func (r *ranked) count(size int64) int { return r.fits.atLeast(size) }
 
 func (r *ranked) at(e entry) *slot { return &r.slots[e.idx] }
 
@@ -127,34 +160,36 @@ type pos struct{ bi, i int }
 func (r *ranked) slotAt(p pos) *slot { return r.at(r.blocks[p.bi][p.i]) }
 
 // firstFit returns the position of the slot with the least free capacity
-// >= size (lowest idx among equals) and how many slots have free capacity
-// >= size; ok is false if none has.
-func (r *ranked) firstFit(size int64) (p pos, count int, ok bool) {
+// >= size (lowest idx among equals); ok is false if none has. Blocks only.
+func (r *ranked) firstFit(size int64) (p pos, ok bool) {
 	bi, i := r.seek(size, -1)
 	if bi == len(r.blocks) {
-		return pos{}, 0, false
-	}
-	before := i
-	for _, b := range r.blocks[:bi] {
-		before += len(b)
-	}
-	return pos{bi, i}, r.n - before, true
-}
-
-// mostFree returns the position of the slot with the most free capacity
-// (lowest idx among equals); ok is false if the set is empty.
-func (r *ranked) mostFree() (p pos, ok bool) {
-	if r.n == 0 {
 		return pos{}, false
 	}
-	bi, i := r.seek(r.maxFree(), -1)
 	return pos{bi, i}, true
+}
+
+// mostFree returns the slot with the most free capacity (lowest idx among
+// equals), or nil if the set is empty.
+func (r *ranked) mostFree() *slot {
+	if r.n == 0 {
+		return nil
+	}
+	if r.spread {
+		i, _ := r.groups.front(r.slots)
+		return &r.slots[i]
+	}
+	bi, i := r.seek(r.maxFree(), -1)
+	return r.slotAt(pos{bi, i})
 }
 
 // maxFree is the largest free capacity in the set, or 0 if it is empty.
 func (r *ranked) maxFree() int64 {
 	if r.n == 0 {
 		return 0
+	}
+	if r.spread {
+		return r.groups.top.free
 	}
 	b := r.blocks[len(r.blocks)-1]
 	return b[len(b)-1].free
@@ -218,16 +253,42 @@ func (r *ranked) remove(s *slot) {
 	if !s.in {
 		return
 	}
+	r.fits.leave(s.free)
+	if r.spread {
+		s.in = false
+		r.n--
+		r.groups.front(r.slots) // keep the top's front current
+		return
+	}
 	p := r.locate(s)
 	r.removeAt(p.bi, p.i)
 }
 
-// take lowers the free capacity of the slot at p by size, keeping the set
-// ordered; a slot left without room leaves the set.
-func (r *ranked) take(p pos, size int64) {
+// take lowers the free capacity of s, which must be in the set, by size; a
+// slot left without room leaves the set.
+func (r *ranked) take(s *slot, size int64) {
+	if !r.spread {
+		r.takeAt(r.locate(s), size)
+		return
+	}
+	free := s.free - size
+	r.fits.move(s.free, free)
+	s.free = free // s's entry goes stale
+	if free > 0 {
+		r.groups.add(free, s.idx)
+	} else {
+		s.in = false
+		r.n--
+	}
+	r.groups.front(r.slots) // keep the top's front current
+}
+
+// takeAt is take for the slot at p (blocks only).
+func (r *ranked) takeAt(p pos, size int64) {
 	bi, i := p.bi, p.i
 	s := r.slotAt(p)
 	free := s.free - size
+	r.fits.move(s.free, free)
 	if free <= 0 {
 		r.removeAt(bi, i)
 		s.free = free
@@ -246,4 +307,11 @@ func (r *ranked) take(p pos, size int64) {
 	}
 	r.removeAt(bi, i)
 	r.insertAt(bj, j, e)
+}
+
+// stale reports whether slot i's entry in the group of free capacity free
+// no longer stands for it (for tests).
+func (r *ranked) stale(i int32, free int64) bool {
+	s := &r.slots[i]
+	return !s.in || s.free != free
 }

@@ -11,10 +11,13 @@ import (
 	"github.com/line-sched/line/state"
 )
 
-// TestRankedMatchesASortedSlice checks the blocked list against the obvious
-// model: a sorted slice searched linearly.
+// TestRankedMatchesASortedSlice checks both forms of the set (the heap of
+// spread, the blocked list of binpack) and its fit counts against the
+// obvious model: a sorted slice searched linearly.
 func TestRankedMatchesASortedSlice(t *testing.T) {
+	sizes := []int64{1, 2, 7, 20, 39, 40, 41}
 	rapid.Check(t, func(rt *rapid.T) {
+		spread := rapid.Bool().Draw(rt, "spread")
 		// Big runs make sure blocks fill up and split.
 		big := rapid.Bool().Draw(rt, "big")
 		lo := map[bool]int{false: 0, true: 150}[big]
@@ -31,7 +34,8 @@ func TestRankedMatchesASortedSlice(t *testing.T) {
 		}
 		slices.SortFunc(slots, func(a, b slot) int { return cmp.Or(cmp.Compare(a.free, b.free), cmp.Compare(a.w.ID, b.w.ID)) })
 		var r ranked
-		r.build(slots)
+		r.build(slots, spread)
+		r.countFits(sizes)
 		model := func() []*slot {
 			var out []*slot
 			for i := range slots {
@@ -45,40 +49,83 @@ func TestRankedMatchesASortedSlice(t *testing.T) {
 		verify := func() []*slot {
 			m := model()
 			var flat []*slot
-			for _, b := range r.blocks {
-				if len(b) == 0 || len(b) > blockMax {
-					rt.Fatalf("block of %d slots", len(b))
+			if spread {
+				g := &r.groups
+				valid := func(grp *freeGroup, from int) {
+					for _, i := range grp.members[from:] {
+						if s := &r.slots[i]; s.in && s.free == grp.free {
+							flat = append(flat, s)
+						}
+					}
 				}
-				for _, e := range b {
-					flat = append(flat, r.at(e))
+				if g.top != nil {
+					if !slices.IsSorted(g.top.members[g.top.head:]) {
+						rt.Fatalf("top group not sorted")
+					}
+					if g.top.head == len(g.top.members) || r.stale(g.top.members[g.top.head], g.top.free) {
+						rt.Fatalf("stale or no front in the top group")
+					}
+					valid(g.top, g.top.head)
+				}
+				if len(g.below) != len(g.byFree) {
+					rt.Fatalf("%d group keys for %d groups", len(g.below), len(g.byFree))
+				}
+				for i, free := range g.below {
+					if g.byFree[free] == nil || g.byFree[free].free != free || g.top == nil || free >= g.top.free {
+						rt.Fatalf("group %d is missing, or above the top", free)
+					}
+					if i > 0 && free > g.below[(i-1)/2] {
+						rt.Fatalf("group keys out of heap order")
+					}
+					valid(g.byFree[free], 0)
+				}
+				slices.SortFunc(flat, func(a, b *slot) int { return cmpSlot(a.free, a.idx, b) })
+			} else {
+				for _, b := range r.blocks {
+					if len(b) == 0 || len(b) > blockMax {
+						rt.Fatalf("block of %d slots", len(b))
+					}
+					for _, e := range b {
+						flat = append(flat, r.at(e))
+					}
 				}
 			}
 			if !slices.Equal(flat, m) || r.n != len(m) {
 				rt.Fatalf("set differs from the model (n=%d, model %d)", r.n, len(m))
 			}
-			for _, size := range []int64{0, 1, 2, 7, 20, 39, 40, 41} {
-				at, count, ok := r.firstFit(size)
+			for _, size := range sizes {
 				i := slices.IndexFunc(m, func(s *slot) bool { return s.free >= size })
+				want := len(m) - i
 				if i < 0 {
-					if ok || count != 0 {
-						rt.Fatalf("firstFit(%d) = %v, %d; want none", size, at, count)
+					want = 0
+				}
+				if got := r.count(size); got != want {
+					rt.Fatalf("count(%d) = %d, want %d", size, got, want)
+				}
+				if spread {
+					continue
+				}
+				at, ok := r.firstFit(size)
+				if i < 0 {
+					if ok {
+						rt.Fatalf("firstFit(%d) = %v; want none", size, at)
 					}
 					continue
 				}
-				if fit := r.slotAt(at); fit != m[i] || count != len(m)-i {
-					rt.Fatalf("firstFit(%d) = %s/%d, %d; want %s/%d, %d", size, fit.w.ID, fit.free, count, m[i].w.ID, m[i].free, len(m)-i)
+				if fit := r.slotAt(at); fit != m[i] {
+					rt.Fatalf("firstFit(%d) = %s/%d; want %s/%d", size, fit.w.ID, fit.free, m[i].w.ID, m[i].free)
 				}
 			}
 			if len(m) == 0 {
-				if _, ok := r.mostFree(); ok || r.maxFree() != 0 {
+				if r.mostFree() != nil || r.maxFree() != 0 {
 					rt.Fatalf("empty set has a most free slot")
 				}
 				return m
 			}
 			top := m[len(m)-1].free
 			want := m[slices.IndexFunc(m, func(s *slot) bool { return s.free == top })]
-			if at, _ := r.mostFree(); r.slotAt(at) != want || r.maxFree() != top {
-				rt.Fatalf("mostFree = %s, want %s", r.slotAt(at).w.ID, want.w.ID)
+			if got := r.mostFree(); got != want || r.maxFree() != top {
+				rt.Fatalf("mostFree = %s, want %s", got.w.ID, want.w.ID)
 			}
 			return m
 		}
@@ -106,7 +153,11 @@ func TestRankedMatchesASortedSlice(t *testing.T) {
 				if !uniform {
 					size = int64(rapid.IntRange(1, int(s.free)).Draw(rt, "size"))
 				}
-				r.take(r.locate(s), size)
+				if !spread && rapid.Bool().Draw(rt, "at") {
+					r.takeAt(r.locate(s), size)
+				} else {
+					r.take(s, size)
+				}
 			}
 		}
 		verify()
