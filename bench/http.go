@@ -12,30 +12,63 @@ import (
 	"github.com/line-sched/line/events"
 )
 
-// startDev starts a fresh line dev in Out/<name>, healthy, with a client of
-// conns connections.
-func (r *Runner) startDev(ctx context.Context, name string, conns int) (*child, *apiClient, func(), error) {
+// startSystem starts a fresh system under test (Options.Topology) in
+// Out/<name>, healthy, with a client of conns connections to its commands.
+func (r *Runner) startSystem(ctx context.Context, name string, conns int) (*system, *apiClient, func(), error) {
 	dir, err := mkdir(r.o.Out, name)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	dev, err := startChild(ctx, r.o.Launch, RoleDev, systemEnv(dir+"/data"), dir+"/line-dev.log")
+	sys, err := startSystem(ctx, r.o.Launch, r.o.Topology, dir)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	api := newAPI("http://"+dev.ready.HTTP, conns)
+	api := newAPI(sys.commands, conns)
 	cleanup := func() {
 		api.close()
-		_ = dev.stop(time.Minute)
+		_ = sys.stop(time.Minute)
 		if !r.o.Keep {
 			_ = os.RemoveAll(dir + "/data")
+			_ = os.RemoveAll(dir + "/views")
 		}
 	}
 	if err := api.waitHealthy(ctx, 2*time.Minute); err != nil {
 		cleanup()
 		return nil, nil, nil, err
 	}
-	return dev, api, cleanup, nil
+	return sys, api, cleanup, nil
+}
+
+// addProcesses records every process's peak RSS and, when cpu0 is not nil,
+// the CPU seconds it used since cpu0.
+func addProcesses(ctx context.Context, res *Result, sys *system, cpu0 map[string]float64) error {
+	cpu1 := sys.cpu(ctx)
+	for _, c := range sys.all() {
+		st, err := c.status(ctx)
+		if err != nil {
+			return fmt.Errorf("%s status: %w", c.name(), err)
+		}
+		res.add(c.name()+" peak RSS", "MiB", mib(st.Peak()))
+		if cpu0 != nil {
+			res.add(c.name()+" CPU", "cpu-s", cpu1[c.name()]-cpu0[c.name()])
+		}
+	}
+	return nil
+}
+
+// stopProfiles collects the CPU profiles started with sys.startCPU into
+// Out/<name>.<role>.cpu.pprof and, when summarize, summarizes them.
+func (r *Runner) stopProfiles(ctx context.Context, res *Result, sys *system, name string, summarize bool) error {
+	paths, err := sys.stopCPU(ctx, fmt.Sprintf("%s/%s", r.o.Out, name))
+	if err != nil {
+		return err
+	}
+	if summarize {
+		for _, c := range sys.all() {
+			r.topProfile(res, paths[c.name()], "")
+		}
+	}
+	return nil
 }
 
 // latency submits Rate single evals per second for Duration (open loop:
@@ -54,6 +87,7 @@ func (r *Runner) latency(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
+	res.Params["topology"] = string(o.Topology)
 	res.gate("latency p99", "p99", 100, false, "ms")
 	res.note("p50/p95/p99 run from each eval's intended send time (open loop: an eval queued in the load generator because all connections wait for answers counts against it); \"from request sent\" from when its POST was sent")
 	return res, nil
@@ -61,7 +95,7 @@ func (r *Runner) latency(ctx context.Context) (*Result, error) {
 
 func (r *Runner) latencyRun(ctx context.Context, res *Result, run, n int, capacity int64, topics events.Topics) error {
 	o := r.o
-	dev, api, cleanup, err := r.startDev(ctx, fmt.Sprintf("latency-run%d", run), o.LatencyConns+2)
+	sys, api, cleanup, err := r.startSystem(ctx, fmt.Sprintf("latency-run%d", run), o.LatencyConns+2)
 	if err != nil {
 		return err
 	}
@@ -73,7 +107,7 @@ func (r *Runner) latencyRun(ctx context.Context, res *Result, run, n int, capaci
 	if err := api.registerWorkers(ctx, "lat", workerSpecs(o.LatencyWorkers, capacity, datasets), 16); err != nil {
 		return err
 	}
-	w, err := watchAllocs(dev.ready.Kafka, topics, nil, true)
+	w, err := watchAllocs(sys.kafka, topics, nil, true)
 	if err != nil {
 		return err
 	}
@@ -88,10 +122,11 @@ func (r *Runner) latencyRun(ctx context.Context, res *Result, run, n int, capaci
 		bodies[i] = appendEvalJSON(nil, s)
 	}
 	if o.Profile {
-		if err := dev.startCPU(ctx); err != nil {
+		if err := sys.startCPU(ctx); err != nil {
 			return err
 		}
 	}
+	cpu0 := sys.cpu(ctx)
 	r.logf("latency run %d: %d evals at %d/s", run, n, o.Rate)
 	period := time.Second / time.Duration(o.Rate)
 	intended := make([]time.Time, n)
@@ -167,24 +202,18 @@ func (r *Runner) latencyRun(ctx context.Context, res *Result, run, n int, capaci
 	res.add("submit ack p50", "ms", Percentile(ackMs, 50))
 	res.add("submit ack p99", "ms", Percentile(ackMs, 99))
 	res.add("achieved rate", "evals/s", float64(n)/sent.Seconds())
-	st, err := dev.status(ctx)
-	if err != nil {
+	if err := addProcesses(ctx, res, sys, cpu0); err != nil {
 		return err
 	}
-	res.add("line dev peak RSS", "MiB", mib(st.Peak()))
-	if rs, err := schedulerRounds(ctx, dev.ready.Kafka, topics.Events(), "lat"); err == nil && rs.Rounds > 0 {
+	if rs, err := schedulerRounds(ctx, sys.kafka, topics.Events(), "lat"); err == nil && rs.Rounds > 0 {
 		res.add("scheduler rounds", "rounds", float64(rs.Rounds))
 		res.add("round: commit to next decision (p50)", "ms", rs.CommitToNextDecide[0])
 		res.add("round: commit to next decision (p90)", "ms", rs.CommitToNextDecide[1])
 		res.note("run %d rounds: %s", run, rs)
 	}
 	if o.Profile {
-		p := fmt.Sprintf("%s/latency-run%d.cpu.pprof", o.Out, run)
-		if err := dev.stopCPU(ctx, p); err != nil {
+		if err := r.stopProfiles(ctx, res, sys, fmt.Sprintf("latency-run%d", run), run == 1); err != nil {
 			return err
-		}
-		if run == 1 {
-			r.topProfile(res, p, "")
 		}
 	}
 	r.logf("latency run %d: p50 %.1fms p95 %.1fms p99 %.1fms", run, Percentile(ms, 50), Percentile(ms, 95), Percentile(ms, 99))
@@ -204,13 +233,14 @@ func (r *Runner) ingest(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.gate("ingest requests/s", "requests/s", 10_000, true, "requests/s")
-	res.note("the pool has no workers, so the scheduler places nothing; line dev's projector and live fold still fold every event")
+	res.Params["topology"] = string(o.Topology)
+	res.note("the pool has no workers, so the scheduler places nothing; the projector and the scheduler still fold every event (topology %s)", o.Topology)
 	return res, nil
 }
 
 func (r *Runner) ingestRun(ctx context.Context, res *Result, run int) error {
 	o := r.o
-	dev, api, cleanup, err := r.startDev(ctx, fmt.Sprintf("ingest-run%d", run), o.IngestConns)
+	sys, api, cleanup, err := r.startSystem(ctx, fmt.Sprintf("ingest-run%d", run), o.IngestConns)
 	if err != nil {
 		return err
 	}
@@ -222,6 +252,7 @@ func (r *Runner) ingestRun(ctx context.Context, res *Result, run int) error {
 	start := time.Now()
 	from, until := start.Add(o.IngestWarmup), start.Add(o.IngestWarmup+o.IngestDuration)
 	profiling := false
+	var cpu0 map[string]float64
 	type stats struct {
 		lat    []time.Duration
 		errors int
@@ -254,9 +285,10 @@ func (r *Runner) ingestRun(ctx context.Context, res *Result, run int) error {
 			}
 		}()
 	}
+	time.Sleep(time.Until(from))
+	cpu0 = sys.cpu(ctx)
 	if o.Profile {
-		time.Sleep(time.Until(from))
-		profiling = dev.startCPU(ctx) == nil
+		profiling = sys.startCPU(ctx) == nil
 	}
 	wg.Wait()
 	var lat []time.Duration
@@ -279,18 +311,20 @@ func (r *Runner) ingestRun(ctx context.Context, res *Result, run int) error {
 	res.add("requests/s", "requests/s", float64(len(lat))/o.IngestDuration.Seconds())
 	res.add("p50", "ms", Percentile(ms, 50))
 	res.add("p99", "ms", Percentile(ms, 99))
-	st, err := dev.status(ctx)
-	if err != nil {
+	if err := addProcesses(ctx, res, sys, cpu0); err != nil {
 		return err
 	}
-	res.add("line dev peak RSS", "MiB", mib(st.Peak()))
-	if profiling {
-		p := fmt.Sprintf("%s/ingest-run%d.cpu.pprof", o.Out, run)
-		if err := dev.stopCPU(ctx, p); err != nil {
-			return err
+	for _, c := range sys.services {
+		if c.role == RoleIngest || c.role == RoleDev {
+			if m := res.Get(c.name() + " CPU"); m != nil && m.Runs[len(m.Runs)-1] > 0 {
+				cpu := m.Runs[len(m.Runs)-1]
+				res.add(c.name()+" CPU per request", "µs", cpu/float64(len(lat))*1e6)
+			}
 		}
-		if run == 1 {
-			r.topProfile(res, p, "")
+	}
+	if profiling {
+		if err := r.stopProfiles(ctx, res, sys, fmt.Sprintf("ingest-run%d", run), run == 1); err != nil {
+			return err
 		}
 	}
 	r.logf("ingest run %d: %.0f requests/s, p99 %.1fms", run, float64(len(lat))/o.IngestDuration.Seconds(), Percentile(ms, 99))
