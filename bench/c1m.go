@@ -44,7 +44,7 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 		}
 	}
 	res.gate("c1m end to end", "end to end", 120, false, "s")
-	res.Params["topology"] = string(o.Topology)
+	res.Params["topology"], res.Params["memory_limit"] = string(o.Topology), o.MemoryLimit
 	res.gate("c1m every service < 1 GiB RSS", "largest service peak RSS", 1024, false, "MiB")
 	if o.Topology == TopologyDev {
 		res.note("topology dev: line dev runs broker, ingest, projector and scheduler in one process: its peak RSS (VmHWM) is every service's together, the broker's in-memory log included")
@@ -62,7 +62,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	if err != nil {
 		return err
 	}
-	sys, err := startSystem(ctx, o.Launch, o.Topology, dir)
+	sys, err := startSystem(ctx, o.Launch, o.Topology, dir, o.MemoryLimit)
 	if err != nil {
 		return err
 	}

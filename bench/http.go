@@ -19,7 +19,7 @@ func (r *Runner) startSystem(ctx context.Context, name string, conns int) (*syst
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sys, err := startSystem(ctx, r.o.Launch, r.o.Topology, dir)
+	sys, err := startSystem(ctx, r.o.Launch, r.o.Topology, dir, r.o.MemoryLimit)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -87,7 +87,7 @@ func (r *Runner) latency(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
-	res.Params["topology"] = string(o.Topology)
+	res.Params["topology"], res.Params["memory_limit"] = string(o.Topology), o.MemoryLimit
 	res.gate("latency p99", "p99", 100, false, "ms")
 	res.note("p50/p95/p99 run from each eval's intended send time (open loop: an eval queued in the load generator because all connections wait for answers counts against it); \"from request sent\" from when its POST was sent")
 	return res, nil
@@ -233,7 +233,7 @@ func (r *Runner) ingest(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.gate("ingest requests/s", "requests/s", 10_000, true, "requests/s")
-	res.Params["topology"] = string(o.Topology)
+	res.Params["topology"], res.Params["memory_limit"] = string(o.Topology), o.MemoryLimit
 	res.note("the pool has no workers, so the scheduler places nothing; the projector and the scheduler still fold every event (topology %s)", o.Topology)
 	return res, nil
 }

@@ -34,7 +34,10 @@ type Options struct {
 	// c1m (and the history of replay and takeover).
 	// Topology is how c1m runs the system: each service in its own
 	// process (TopologyServices, the default: per-service RSS) or line dev.
-	Topology     Topology
+	Topology Topology
+	// MemoryLimit is the GOMEMLIMIT of each line service's process in the
+	// end-to-end scenarios ("" for none); DefaultMemoryLimit by default.
+	MemoryLimit  string
 	Workers      int
 	Evals        int
 	Datasets     int
@@ -61,6 +64,12 @@ type Options struct {
 	IngestWarmup   time.Duration
 }
 
+// DefaultMemoryLimit is the services' GOMEMLIMIT in the bench: the Go
+// runtime's soft limit, set below the 1 GiB budget of the RSS gate so that
+// the collector works harder before the heap grows past it (what
+// docs/operations.md recommends for any deployment with a memory budget).
+const DefaultMemoryLimit = "900MiB"
+
 // DefaultOptions are the sizes of the issue.
 func DefaultOptions() Options {
 	return Options{
@@ -72,6 +81,7 @@ func DefaultOptions() Options {
 		CoreEvals:      1_000_000,
 		CoreBenchtime:  "1s",
 		Topology:       TopologyServices,
+		MemoryLimit:    DefaultMemoryLimit,
 		Workers:        5000,
 		Evals:          1_000_000,
 		Datasets:       1000,

@@ -48,10 +48,19 @@ type system struct {
 }
 
 // startSystem starts the system under test with its data in dir.
-func startSystem(ctx context.Context, launch Launcher, topo Topology, dir string) (_ *system, err error) {
+//
+// memLimit, when not empty, is the GOMEMLIMIT of every line service's
+// process (the Go runtime's soft memory limit, e.g. "900MiB", as
+// docs/operations.md recommends for a service with a memory budget); the
+// broker never gets one.
+func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLimit string) (_ *system, err error) {
 	env := systemEnv(dir + "/data")
+	var limit []string
+	if memLimit != "" {
+		limit = []string{"GOMEMLIMIT=" + memLimit}
+	}
 	if topo == TopologyDev || topo == "" {
-		dev, err := startChild(ctx, launch, RoleDev, env, dir+"/line-dev.log")
+		dev, err := startChild(ctx, launch, RoleDev, append(env, limit...), dir+"/line-dev.log")
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +77,7 @@ func startSystem(ctx context.Context, launch Launcher, topo Topology, dir string
 			_ = s.stop(time.Minute)
 		}
 	}()
-	env = append(env, "LINE_KAFKA_BROKERS="+joinAddrs(brk.ready.Kafka), "LINE_VIEW_DIR="+dir+"/views")
+	env = append(append(env, "LINE_KAFKA_BROKERS="+joinAddrs(brk.ready.Kafka), "LINE_VIEW_DIR="+dir+"/views"), limit...)
 	for _, role := range []Role{RoleIngest, RoleProjector, RoleScheduler} {
 		c, err := startChild(ctx, launch, role, env, fmt.Sprintf("%s/%s.log", dir, role))
 		if err != nil {

@@ -71,6 +71,7 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 	f.IntVar(&o.CoreEvals, "core-evals", o.CoreEvals, "core: pending evals")
 	f.StringVar(&o.CoreBenchtime, "core-benchtime", o.CoreBenchtime, "core: go test -benchtime")
 	f.Var(topologyFlag{&o.Topology}, "topology", "c1m: services (ingest, projector, scheduler and broker as separate processes) or dev (line dev, one process)")
+	f.StringVar(&o.MemoryLimit, "memory-limit", o.MemoryLimit, "GOMEMLIMIT of each line service in the end-to-end scenarios (empty: none)")
 	f.IntVar(&o.Workers, "workers", o.Workers, "c1m: workers to register")
 	f.IntVar(&o.Evals, "evals", o.Evals, "c1m: evals to submit (also the history of replay and takeover)")
 	f.IntVar(&o.Datasets, "datasets", o.Datasets, "c1m: datasets, each held by 3 workers; every fifth eval names one")
