@@ -10,10 +10,30 @@
 // fenced instance leaves nothing half-written, and its successor rebuilds
 // the same state from the log.
 //
-// The loop never applies its own decisions to the state: a pool whose
-// decisions are not yet read back from the log is not decided again. The
-// state thus only ever advances by folding the log in log order, whatever
-// ingest appended in between, and every decision is valid where it lands.
+// Pipelining: a round that only places evals is applied to the state as
+// soon as its transaction committed, at the offsets the broker gave its
+// records, so that the pool is decided again at once instead of after the
+// round was read back from the log. Read back, those records are skipped
+// (not decoded again). Meanwhile the state is the fold of the log up to the
+// partition's position plus these placements, which sit further on; the
+// records in between (ingest's, folded when they arrive) are folded after
+// them. That gives exactly the fold of the log, because every event ingest
+// writes commutes with a placement: a placement needs a pending eval and a
+// live worker with room, and ingest only adds evals, workers and pools,
+// moves deadlines forward, returns capacity and disbands (a placement
+// decided before the disband still applies). The two exceptions name an
+// alloc, a heartbeat listing it or its completion, and cannot come from a
+// well-behaved client before the alloc is committed (ingest completes only
+// allocs on its fold; an agent learns an alloc from its worker topic). A
+// record that does not provably commute (one of those, or any other type) is
+// a conflict: the partition's state is folded again from offset 0 up to that
+// record, the placements still unread become in flight, and the loop goes on
+// exactly as without pipelining.
+//
+// Every other round (expiries, retries, disband rejections) is not applied
+// ahead: its pool is decided again only once its events were read back, so
+// the state only advances by folding the log, whatever ingest appended in
+// between, and every decision is valid where it lands.
 package schedloop
 
 import (
@@ -64,8 +84,15 @@ type Options struct {
 	// MaxRoundEvents caps the events one transaction carries, so that
 	// transactions stay short under load; default 20,000.
 	MaxRoundEvents int
+	// MaxAheadEvents caps, per partition, the placements applied to the
+	// state before they were read back: a pool with some of them is not
+	// decided while the partition is at the cap; default 4 ×
+	// MaxRoundEvents.
+	MaxAheadEvents int
 	// ClientOpts are extra franz-go options (tests use them for short
-	// session timeouts).
+	// session timeouts) of the group's client; the reader that folds a
+	// partition again after a conflict (see the package doc) does not get
+	// them.
 	ClientOpts []kgo.Opt
 }
 
@@ -79,6 +106,15 @@ type Stats struct {
 	Placed       int64
 	Expired      int64
 	DeadLettered int64
+	// Refolds counts partitions folded again from offset 0 because a
+	// record conflicted with placements applied ahead.
+	Refolds int64
+	// AheadRounds counts pool rounds decided from a state holding
+	// placements of earlier rounds not read back yet (pipelined).
+	AheadRounds int64
+	// WarmedTopics counts the alloc topics whose metadata was loaded
+	// ahead of the rounds delivering to them (see warmTopics).
+	WarmedTopics int64
 }
 
 // Loop is one scheduler instance.
@@ -101,6 +137,18 @@ type Loop struct {
 	// unquarantined are quarantine copies of an aborted round, to write
 	// in the next one (the poison records are not fetched again).
 	unquarantined []quarantined
+	// moreAtHand is set when the last round was cut short by the caps:
+	// the next one polls barely waiting.
+	moreAtHand bool
+	// warm are alloc topics to load into the producer's metadata before
+	// a round delivers to them; warmed are those loaded or asked for
+	// (see warmTopics).
+	warm     map[string]struct{}
+	warmed   map[string]struct{}
+	lastWarm time.Time
+	// beforeProduce, if set (by tests, before Run), is called in each
+	// round's transaction before its records are produced.
+	beforeProduce func(recs []*kgo.Record)
 }
 
 // quarantined is a quarantine copy of a poison record of part.
@@ -125,6 +173,29 @@ type partition struct {
 	// poison records below it were copied to quarantine by a committed
 	// round of an earlier owner, so a rebuild does not copy them again.
 	quarantineFrom int64
+	// ahead holds, by offset, this instance's committed placements that
+	// were applied to st before being read back (see the package doc);
+	// every offset in it is >= next.
+	ahead map[int64]aheadEvent
+	// aheadAllocs holds, per pool, the alloc ids of those placements, so
+	// that a record folded after them can be checked for a conflict.
+	aheadAllocs map[string]map[string]struct{}
+	// warmed is set once the alloc topics of the partition's workers were
+	// queued for warming, when it first caught up.
+	warmed bool
+}
+
+// aheadEvent is a placement applied ahead of its read-back.
+type aheadEvent struct {
+	pool, id, alloc string
+	// value is the record as produced: the one read back must equal it.
+	value []byte
+}
+
+func newPartition(id int32, ready int64, since time.Time, quarantineFrom int64) *partition {
+	return &partition{id: id, st: state.New(), ready: ready, since: since, quarantineFrom: quarantineFrom,
+		pending: make(map[string]map[string]struct{}), dirty: make(map[string]struct{}),
+		ahead: make(map[int64]aheadEvent), aheadAllocs: make(map[string]map[string]struct{})}
 }
 
 // New connects the loop to Kafka. Run starts it.
@@ -144,6 +215,9 @@ func New(opts Options) (*Loop, error) {
 	if opts.MaxRoundEvents <= 0 {
 		opts.MaxRoundEvents = 20000
 	}
+	if opts.MaxAheadEvents <= 0 {
+		opts.MaxAheadEvents = 4 * opts.MaxRoundEvents
+	}
 	cfg := opts.Config
 	if opts.Group == "" {
 		opts.Group = cfg.Deployment + "-scheduler"
@@ -162,6 +236,8 @@ func New(opts Options) (*Loop, error) {
 		log:          opts.Logger.With("component", "scheduler", "instance", opts.InstanceID),
 		parts:        make(map[int32]*partition),
 		deleteTopics: make(chan []string, 1024),
+		warm:         make(map[string]struct{}),
+		warmed:       make(map[string]struct{}),
 	}
 	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(opts.Brokers...),
@@ -246,9 +322,7 @@ func (l *Loop) rewind(ctx context.Context, offsets map[string]map[int32]kgo.Offs
 			ready = e.Offset
 		}
 		// o is the committed offset (negative without a commit).
-		l.parts[p] = &partition{id: p, st: state.New(), ready: ready, since: now,
-			quarantineFrom: max(o.EpochOffset().Offset, 0),
-			pending:        make(map[string]map[string]struct{}), dirty: make(map[string]struct{})}
+		l.parts[p] = newPartition(p, ready, now, max(o.EpochOffset().Offset, 0))
 		offsets[l.topic][p] = kgo.NewOffset().At(0).WithEpoch(-1)
 	}
 	return offsets, nil
@@ -302,10 +376,20 @@ func (l *Loop) Run(ctx context.Context) error {
 	return nil
 }
 
-// round polls what is there (waiting at most a tick), folds it, decides for
-// every pool that may decide, and commits the decisions in one transaction.
+// round polls what is there (waiting at most a tick, or not at all when the
+// previous round left decisions at hand), folds it, decides for every pool
+// that may decide, and commits the decisions in one transaction.
 func (l *Loop) round(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, l.opts.Tick)
+	wait := l.opts.Tick
+	if l.moreAtHand {
+		// Take what is buffered, barely waiting. (Not a nil context,
+		// which franz-go documents for that: when nothing is buffered,
+		// PollRecords then returns without blocking rebalances, and a
+		// partition could be revoked and handed to another instance
+		// while this round decides and commits for it.)
+		wait = time.Millisecond
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	fetches := l.sess.PollRecords(pctx, l.opts.MaxPollRecords)
 	cancel()
 	defer l.sess.AllowRebalance()
@@ -327,20 +411,42 @@ func (l *Loop) round(ctx context.Context) error {
 		}
 	}
 	l.unquarantined = nil
+	var foldErr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		part := l.parts[fp.Partition]
-		if part == nil {
+		if part == nil || foldErr != nil {
 			return
 		}
 		for _, r := range fp.Records {
-			if q := l.applyLocked(part, r); q != nil {
+			q, err := l.applyLocked(ctx, part, r)
+			if err != nil {
+				foldErr = err
+				return
+			}
+			if q != nil {
 				quarantine = append(quarantine, quarantined{part: part, rec: q})
 			}
 		}
 	})
-	out, commitHooks := l.decideLocked()
+	if foldErr != nil {
+		l.mu.Unlock()
+		return foldErr
+	}
+	out, commitHooks, more := l.decideLocked()
+	l.moreAtHand = more
+	var warm []string
+	if len(quarantine) == 0 {
+		// (A warming transaction commits the consumed offsets: not past
+		// a poison record whose quarantine copy is not committed yet.)
+		warm = l.warmDueLocked()
+	}
 	l.mu.Unlock()
 
+	if len(warm) > 0 {
+		if err := l.warmTopics(ctx, warm); err != nil {
+			return err
+		}
+	}
 	if len(out) == 0 && len(quarantine) == 0 {
 		return nil
 	}
@@ -355,14 +461,28 @@ func (l *Loop) round(ctx context.Context) error {
 }
 
 // applyLocked folds one record into its partition. It returns a quarantine
-// record for a record that cannot be decoded.
-func (l *Loop) applyLocked(part *partition, r *kgo.Record) *kgo.Record {
+// record for a record that cannot be decoded. It fails only if a conflict
+// with placements applied ahead could not be resolved (see refoldLocked) or
+// if a placement applied ahead is not on the log where it was committed.
+func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) (*kgo.Record, error) {
 	if r.Offset < part.next {
-		return nil // re-delivered after an aborted transaction: already folded
+		return nil, nil // re-delivered after an aborted transaction: already folded
+	}
+	if a, ok := part.ahead[r.Offset]; ok {
+		if bytes.Equal(a.value, r.Value) {
+			part.next = r.Offset + 1
+			part.dropAhead(r.Offset, a)
+			return nil, nil // our own placement, applied when its round committed
+		}
+		// The broker gave this offset to our record: a different record
+		// there means nothing this instance holds can be trusted. Fail;
+		// a new loop rebuilds every partition from the log.
+		return nil, fmt.Errorf("scheduler: the record at %d:%d differs from the placement committed there and applied ahead",
+			part.id, r.Offset)
 	}
 	part.next = r.Offset + 1
 	if r.Attrs.IsControl() {
-		return nil // a transaction marker: it only moves the position
+		return nil, nil // a transaction marker: it only moves the position
 	}
 	l.stats.Applied++
 	pos := events.Position{Partition: r.Partition, Offset: r.Offset}
@@ -371,13 +491,20 @@ func (l *Loop) applyLocked(part *partition, r *kgo.Record) *kgo.Record {
 		l.stats.Poison++
 		if r.Offset < part.quarantineFrom {
 			l.log.Warn("skipping poison record, quarantined before", "partition", r.Partition, "offset", r.Offset, "err", err)
-			return nil
+			return nil, nil
 		}
 		l.log.Error("skipping poison record; copied to quarantine", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return &kgo.Record{Topic: l.cfg.Topics.Quarantine(), Key: r.Key, Value: r.Value,
 			Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
 				kgo.RecordHeader{Key: "source", Value: []byte(pos.String())},
-				kgo.RecordHeader{Key: "error", Value: []byte(err.Error())})}
+				kgo.RecordHeader{Key: "error", Value: []byte(err.Error())})}, nil
+	}
+	if allocs := part.aheadAllocs[e.Pool]; allocs != nil && !commutesWithPlacements(e, allocs) {
+		l.log.Warn("an event lands before placements applied ahead and does not provably commute with them; folding the partition again",
+			"position", pos.String(), "type", e.Type, "id", e.ID)
+		if err := l.refoldLocked(ctx, part, r.Offset); err != nil {
+			return nil, err
+		}
 	}
 	if ids := part.pending[e.Pool]; ids != nil {
 		delete(ids, e.ID)
@@ -388,28 +515,173 @@ func (l *Loop) applyLocked(part *partition, r *kgo.Record) *kgo.Record {
 	if err := part.st.Apply(e, pos); err != nil {
 		l.stats.Rejected++
 		l.log.Warn("event did not apply", "position", pos.String(), "id", e.ID, "err", err)
+	} else if reg, ok := e.Data.(events.WorkerRegisteredData); ok && part.warmed {
+		l.queueWarmLocked(e.Pool, reg.WorkerID)
 	}
 	part.dirty[e.Pool] = struct{}{}
+	return nil, nil
+}
+
+// commutesWithPlacements tells whether event e of a pool, folded after
+// placements of that pool that lie further on the log (their alloc ids in
+// allocs), gives the state folding it before them gives. It says yes only
+// for the events ingest writes, and only when they do not name one of those
+// allocs (see the package doc); anything else counts as a conflict.
+func commutesWithPlacements(e events.Envelope, allocs map[string]struct{}) bool {
+	switch d := e.Data.(type) {
+	case events.EvalSubmittedData, events.WorkerRegisteredData, events.PoolCreatedData, events.PoolDisbandedData:
+		return true
+	case events.WorkerHeartbeatData:
+		for _, id := range d.Allocs {
+			if _, ok := allocs[id]; ok {
+				return false
+			}
+		}
+		return true
+	case events.AllocCompletedData:
+		_, ok := allocs[d.AllocID]
+		return !ok
+	}
+	return false
+}
+
+// dropAhead forgets a placement applied ahead, once read back.
+func (part *partition) dropAhead(off int64, a aheadEvent) {
+	delete(part.ahead, off)
+	if m := part.aheadAllocs[a.pool]; m != nil {
+		delete(m, a.alloc)
+		if len(m) == 0 {
+			delete(part.aheadAllocs, a.pool)
+		}
+	}
+}
+
+// refoldLocked replaces the partition's state with the fold of its records
+// below upTo, read again from offset 0, which undoes the placements applied
+// ahead: they become in flight (pending) and are folded in log order when
+// they are read back. It is the rare way out of a conflict (a record that
+// does not commute with them). The records below upTo were all read
+// read_committed already, so a fresh read_committed reader sees them too.
+func (l *Loop) refoldLocked(ctx context.Context, part *partition, upTo int64) error {
+	st, err := l.refold(ctx, part.id, upTo)
+	if err != nil {
+		return fmt.Errorf("scheduler: fold partition %d again up to offset %d: %w", part.id, upTo, err)
+	}
+	part.st = st
+	for _, a := range part.ahead {
+		ids := part.pending[a.pool]
+		if ids == nil {
+			ids = make(map[string]struct{})
+			part.pending[a.pool] = ids
+		}
+		ids[a.id] = struct{}{}
+		part.dirty[a.pool] = struct{}{}
+	}
+	clear(part.ahead)
+	clear(part.aheadAllocs)
+	l.stats.Refolds++
 	return nil
 }
 
-// pendingRound is what a round decided, to be committed.
+// refold reads partition p of the events topic from offset 0 with a reader
+// of its own and folds its records below upTo.
+func (l *Loop) refold(ctx context.Context, p int32, upTo int64) (*state.State, error) {
+	st := state.New()
+	if upTo <= 0 {
+		return st, nil
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(l.opts.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: {p: kgo.NewOffset().At(0)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var next int64
+	for next < upTo {
+		fs := cl.PollRecords(ctx, l.opts.MaxPollRecords)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var fetchErr error
+		fs.EachError(func(_ string, _ int32, err error) { fetchErr = errors.Join(fetchErr, err) })
+		if fetchErr != nil {
+			return nil, fetchErr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= upTo {
+				// Reached (records of aborted transactions just
+				// below it are never returned).
+				next = upTo
+				return
+			}
+			if r.Offset < next {
+				return
+			}
+			next = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
+			e, err := events.FromRecord(r)
+			if err != nil {
+				return // poison: skipped (and reported) when first folded
+			}
+			_ = st.Apply(e, events.Position{Partition: p, Offset: r.Offset}) // a rejection leaves the state as it is
+		})
+	}
+	return st, nil
+}
+
+// pendingRound is what a round decided for one pool, to be committed.
 type pendingRound struct {
 	part   *partition
 	pool   string
 	ids    map[string]struct{}
 	delete []string
+	// placements are the round's events if it only places evals (then it
+	// is applied ahead once committed), nil otherwise.
+	placements []decided
+}
+
+// decided is a decision and the record that carries it.
+type decided struct {
+	env   events.Envelope
+	alloc string
+	rec   *kgo.Record
 }
 
 // decideLocked runs the core for every pool that may decide: its partition
-// caught up with the log, none of its decisions still in flight.
-func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
+// caught up with the log, none of its decisions still in flight (placements
+// applied ahead are not in flight: the state has them). more tells whether
+// a round was cut short by the caps, i.e. more is to be decided at once.
+func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more bool) {
 	now := events.Truncate(l.now())
-	var recs []*kgo.Record
-	var rounds []pendingRound
 	for _, part := range l.parts {
 		if part.next < part.ready {
 			continue
+		}
+		if !part.warmed {
+			part.warmed = true
+			// The events topic too: the consumer's metadata is not the
+			// producer's.
+			for _, t := range []string{l.topic, l.cfg.Topics.DeadEvals()} {
+				if _, ok := l.warmed[t]; !ok {
+					l.warm[t] = struct{}{}
+				}
+			}
+			for _, p := range part.st.Pools() {
+				if p.Status == state.PoolDeleted {
+					continue
+				}
+				for _, w := range p.Workers() {
+					l.queueWarmLocked(p.ID, w.ID)
+				}
+			}
+			l.lastWarm = time.Time{} // at once: the rebuilt partition may decide now
 		}
 		scfg := scheduler.Config{
 			AllocTTL:   l.cfg.AllocTTL,
@@ -418,23 +690,35 @@ func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
 			// Leave room in the round's transaction for the deliveries.
 			MaxPlacements: l.opts.MaxRoundEvents / 2,
 		}
+		aheadFull := len(part.ahead) >= l.opts.MaxAheadEvents
 		for _, p := range part.st.Pools() {
 			if part.pending[p.ID] != nil || p.Status == state.PoolDeleted {
 				continue
 			}
+			if aheadFull && part.aheadAllocs[p.ID] != nil {
+				continue // read back some of what was applied ahead first
+			}
 			if len(recs) >= l.opts.MaxRoundEvents {
-				return recs, rounds
+				return recs, rounds, true
 			}
 			d := scheduler.Decide(p, now, scfg)
 			delete(part.dirty, p.ID)
 			if len(d.Events) == 0 {
 				continue
 			}
+			if d.Stats.Placed >= scfg.MaxPlacements {
+				more = true
+			}
 			r := pendingRound{part: part, pool: p.ID, ids: make(map[string]struct{}, len(d.Events)), delete: d.TopicsToDelete}
+			placementsOnly := true
+			var placements []decided
 			for _, data := range d.Events {
-				if placed, ok := data.(events.AllocPlacedData); ok {
+				placed, isPlacement := data.(events.AllocPlacedData)
+				if isPlacement {
 					placed.Basis = part.next
 					data = placed
+				} else {
+					placementsOnly = false
 				}
 				e := events.New(p.ID, now, data)
 				rec, err := events.Record(l.topic, e)
@@ -446,9 +730,15 @@ func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
 				rec.Partition = part.id
 				recs = append(recs, rec)
 				r.ids[e.ID] = struct{}{}
+				if placementsOnly {
+					placements = append(placements, decided{env: e, alloc: placed.AllocID, rec: rec})
+				}
 			}
 			if r.ids == nil {
 				continue
+			}
+			if placementsOnly {
+				r.placements = placements
 			}
 			for _, a := range d.Deliveries {
 				recs = append(recs, l.deliveryRecord(p.Delivery, a))
@@ -458,9 +748,12 @@ func (l *Loop) decideLocked() ([]*kgo.Record, []pendingRound) {
 			}
 			rounds = append(rounds, r)
 			l.count(d)
+			if part.aheadAllocs[p.ID] != nil {
+				l.stats.AheadRounds++
+			}
 		}
 	}
-	return recs, rounds
+	return recs, rounds, more
 }
 
 func (l *Loop) count(d scheduler.Decision) {
@@ -477,8 +770,9 @@ func (l *Loop) count(d scheduler.Decision) {
 }
 
 // commit writes a round's records in one transaction with the consumed
-// offsets. On success the pools await their events; on abort nothing
-// happened and they decide again.
+// offsets. On success the rounds that only place are applied ahead and the
+// others' pools await their events; on abort nothing happened and they
+// decide again.
 func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingRound) (bool, error) {
 	// A round that started finishes even if ctx is cancelled (SIGTERM):
 	// a transaction abandoned half-way would hold back every
@@ -489,13 +783,20 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 	if err := l.sess.Begin(); err != nil {
 		return false, fmt.Errorf("scheduler: begin transaction: %w", err)
 	}
-	// Mark pools in flight before producing so that a concurrent fetch in
-	// the next round cannot race them.
+	// Mark pools in flight before producing.
 	l.mu.Lock()
 	for _, r := range rounds {
 		r.part.pending[r.pool] = r.ids
 	}
 	l.mu.Unlock()
+	l.mu.Lock()
+	for _, rec := range recs {
+		l.warmed[rec.Topic] = struct{}{} // the producer learns every topic it produces to
+	}
+	l.mu.Unlock()
+	if l.beforeProduce != nil {
+		l.beforeProduce(recs)
+	}
 	var produceErr error
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
@@ -526,6 +827,12 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 				delete(r.part.pending, r.pool)
 			}
 		}
+	} else if err == nil {
+		for _, r := range rounds {
+			if r.placements != nil && l.parts[r.part.id] == r.part {
+				l.applyAheadLocked(r)
+			}
+		}
 	}
 	l.mu.Unlock()
 	if err != nil {
@@ -545,6 +852,49 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 	return committed, nil
 }
 
+// applyAheadLocked applies a committed round of placements to its
+// partition's state at the offsets its records got, before they are read
+// back (see the package doc). A placement that does not apply (it cannot
+// happen: the round was decided from this state) stops it: that one and the
+// rest stay in flight and are folded when read back, in log order.
+func (l *Loop) applyAheadLocked(r pendingRound) {
+	part := r.part
+	if cur := part.pending[r.pool]; !sameSet(cur, r.ids) {
+		return // cannot happen: nothing else decides the pool meanwhile
+	}
+	rest := make(map[string]struct{})
+	stopped := false
+	for _, d := range r.placements {
+		off := d.rec.Offset
+		if !stopped {
+			if off < part.next {
+				stopped = true // cannot happen: not read back before the commit returned
+			} else if err := part.st.Apply(d.env, events.Position{Partition: part.id, Offset: off}); err != nil {
+				l.log.Warn("a placement did not apply ahead; folding it and the rest of its round when read back",
+					"pool", r.pool, "offset", off, "err", err)
+				stopped = true
+			}
+		}
+		if stopped {
+			rest[d.env.ID] = struct{}{}
+			continue
+		}
+		l.stats.Applied++
+		part.ahead[off] = aheadEvent{pool: r.pool, id: d.env.ID, alloc: d.alloc, value: d.rec.Value}
+		m := part.aheadAllocs[r.pool]
+		if m == nil {
+			m = make(map[string]struct{})
+			part.aheadAllocs[r.pool] = m
+		}
+		m[d.alloc] = struct{}{}
+	}
+	if len(rest) > 0 {
+		part.pending[r.pool] = rest
+	} else {
+		delete(part.pending, r.pool)
+	}
+}
+
 func sameSet(a, b map[string]struct{}) bool {
 	if len(a) != len(b) {
 		return false
@@ -555,6 +905,74 @@ func sameSet(a, b map[string]struct{}) bool {
 		}
 	}
 	return true
+}
+
+// warmInterval spaces the transactions that warm topic metadata while
+// workers register.
+const warmInterval = time.Second
+
+// queueWarmLocked queues the alloc topic of a worker for warming, unless
+// the producer knows it or was asked for it already.
+func (l *Loop) queueWarmLocked(pool, worker string) {
+	t := l.deliveryRecord(events.AllocRecord{PoolID: pool, WorkerID: worker}).Topic
+	if _, ok := l.warmed[t]; !ok {
+		l.warm[t] = struct{}{}
+	}
+}
+
+// warmDueLocked takes the topics to warm now: all of them at most once per
+// warmInterval (at once after a partition caught up).
+func (l *Loop) warmDueLocked() []string {
+	if len(l.warm) == 0 || time.Since(l.lastWarm) < warmInterval {
+		return nil
+	}
+	l.lastWarm = time.Now()
+	out := make([]string, 0, len(l.warm))
+	for t := range l.warm {
+		if _, ok := l.warmed[t]; !ok {
+			out = append(out, t)
+			l.warmed[t] = struct{}{}
+		}
+	}
+	clear(l.warm)
+	l.stats.WarmedTopics += int64(len(out))
+	return out
+}
+
+// cancelledContext is done from the start.
+var cancelledContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// warmTopics makes the transactional producer load the metadata of topics
+// it has never produced to, all in one metadata request, so that the rounds
+// delivering to them later do not wait for it. franz-go has no call for
+// that: a producer learns a topic from the first record produced to it,
+// which registers the topic, parks the record until the topic's partitions
+// are loaded and asks for an immediate metadata update (of every topic it
+// knows, in one request). Here each record has a context that is already
+// done: it fails at once, is never partitioned, sent or part of the
+// transaction, but the topic stays registered and is loaded by that
+// update. It runs in a transaction of its own (a transactional producer
+// only produces inside one), never with real records: a real record to a
+// topic whose warming record is still parked would be failed with it.
+// The transaction commits the consumed offsets, as every round does.
+func (l *Loop) warmTopics(ctx context.Context, topics []string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(l.cfg.TxnTimeout, time.Second))
+	defer cancel()
+	if err := l.sess.Begin(); err != nil {
+		return fmt.Errorf("scheduler: begin the transaction warming topic metadata: %w", err)
+	}
+	for _, t := range topics {
+		l.sess.Produce(cancelledContext, &kgo.Record{Topic: t, Context: cancelledContext}, nil)
+	}
+	if _, err := l.sess.End(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("scheduler: end the transaction warming topic metadata: %w", err)
+	}
+	l.log.Debug("warmed topic metadata", "topics", len(topics))
+	return nil
 }
 
 // topicDeleter deletes the alloc topics of expired workers and deleted
