@@ -516,7 +516,9 @@ func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) 
 		l.stats.Rejected++
 		l.log.Warn("event did not apply", "position", pos.String(), "id", e.ID, "err", err)
 	} else if reg, ok := e.Data.(events.WorkerRegisteredData); ok && part.warmed {
-		l.queueWarmLocked(e.Pool, reg.WorkerID)
+		if p := part.st.Pool(e.Pool); p != nil {
+			l.queueWarmLocked(p.Delivery, e.Pool, reg.WorkerID)
+		}
 	}
 	part.dirty[e.Pool] = struct{}{}
 	return nil, nil
@@ -678,7 +680,7 @@ func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more b
 					continue
 				}
 				for _, w := range p.Workers() {
-					l.queueWarmLocked(p.ID, w.ID)
+					l.queueWarmLocked(p.Delivery, p.ID, w.ID)
 				}
 			}
 			l.lastWarm = time.Time{} // at once: the rebuilt partition may decide now
@@ -913,8 +915,8 @@ const warmInterval = time.Second
 
 // queueWarmLocked queues the alloc topic of a worker for warming, unless
 // the producer knows it or was asked for it already.
-func (l *Loop) queueWarmLocked(pool, worker string) {
-	t := l.deliveryRecord(events.AllocRecord{PoolID: pool, WorkerID: worker}).Topic
+func (l *Loop) queueWarmLocked(d events.Delivery, pool, worker string) {
+	t := l.deliveryRecord(d, events.AllocRecord{PoolID: pool, WorkerID: worker}).Topic
 	if _, ok := l.warmed[t]; !ok {
 		l.warm[t] = struct{}{}
 	}
