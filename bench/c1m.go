@@ -43,7 +43,11 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 			return res, err
 		}
 	}
-	res.gate("c1m end to end", "end to end", 120, false, "s")
+	if o.Delivery == string(events.Shared) {
+		res.gate("c1m end to end, shared delivery", "end to end", 60, false, "s")
+	} else {
+		res.gate("c1m end to end, per-worker topics", "end to end", 120, false, "s")
+	}
 	res.Params["topology"], res.Params["memory_limit"] = string(o.Topology), o.MemoryLimit
 	res.gate("c1m every service < 1 GiB RSS", "largest service peak RSS", 1024, false, "MiB")
 	if o.Topology == TopologyDev {
