@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/line-sched/line/events"
 	"github.com/line-sched/line/state"
@@ -113,5 +116,48 @@ func (h *holdFirstProduce) OnProduceRecordBuffered(r *kgo.Record) {
 			close(h.held)
 			<-h.release
 		})
+	}
+}
+
+// TestRoundNotCommittedDecidedAgainOnce: an EndTxn that fails with an
+// unknown server error leaves the commit's outcome unknown; franz-go then
+// aborts by reloading the producer id and End reports "not committed"
+// without an error. The loop does not re-decide from memory: it waits
+// until the partition has read the log up to its end listed after End,
+// then decides again, and the eval is placed and delivered once.
+func TestRoundNotCommittedDecidedAgainOnce(t *testing.T) {
+	emb := testkit.StartBrokerWith(t, nil)
+	cfg := testkit.Config(t)
+	longTTLs(&cfg)
+	base, svc := testkit.StartIngest(t, cfg, emb.Addrs())
+	e := &env{t: t, brokers: emb.Addrs(), cfg: cfg, base: base, svc: svc}
+	const pool = "p1"
+	e.createPool(pool, events.Spread, 0)
+	topic := e.registerWorker(pool, "w1", 10)
+	e.submit(pool, evalReq{ID: "e1"})
+
+	fault := emb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn},
+		TxnID: cfg.Deployment + "-scheduler-one", Err: kerr.UnknownServerError})
+	defer fault.Remove()
+	l, _ := startLoop(t, e.cfg, e.brokers, "one")
+	e.waitView(20*time.Second, "e1 placed", func(st *state.State) bool {
+		return evalOf(st, pool, "e1").Status == state.EvalPlaced
+	})
+	if fault.Hits() != 1 {
+		t.Fatalf("the EndTxn fault hit %d times, want 1", fault.Hits())
+	}
+	if s := l.Stats(); s.Aborted < 1 {
+		t.Errorf("stats %+v: want the faulted round counted as aborted", s)
+	}
+	allocs, _ := allocRecords(t, e.brokers, topic)
+	if len(allocs) != 1 {
+		t.Errorf("%d alloc records on %s, want 1: %+v", len(allocs), topic, allocs)
+	}
+	f := fold(t, readEvents(t, e.brokers, e.cfg.Topics.Events()), nil)
+	if len(f.rejected) > 0 {
+		t.Errorf("events that did not apply: %v", f.rejected)
+	}
+	if n := len(f.placedOK["e1"]); n != 1 {
+		t.Errorf("e1 placed %d times, want 1", n)
 	}
 }

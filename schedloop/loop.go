@@ -544,8 +544,9 @@ func (l *Loop) count(d scheduler.Decision) {
 }
 
 // commit writes a round's records in one transaction with the consumed
-// offsets. On success the pools await their events; on abort nothing
-// happened and they decide again.
+// offsets. On success the pools await their events; otherwise they decide
+// again once their partitions have read the log up to its end listed after
+// the transaction ended (which shows the round if it landed after all).
 func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingRound) (bool, error) {
 	// A round that started finishes even if ctx is cancelled (SIGTERM):
 	// a transaction abandoned half-way would hold back every
@@ -584,11 +585,37 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 		try = kgo.TryAbort
 	}
 	committed, err := l.sess.End(ctx, try)
+	// Not committed may still mean committed: End reports false when
+	// the commit's outcome is unknown (an EndTxn that timed out on this
+	// side, or failed and was "retried as an abort" by reloading the
+	// producer id after the broker had committed it). So the round's
+	// partitions decide nothing until they have read the log up to its
+	// end as listed now, after End: by then they have seen whatever the
+	// transaction wrote if it committed, and a pool is never decided
+	// again from memory.
+	var ends map[int32]int64
+	if !committed {
+		var ps []int32
+		for _, r := range rounds {
+			if !slices.Contains(ps, r.part.id) {
+				ps = append(ps, r.part.id)
+			}
+		}
+		var lerr error
+		if ends, lerr = endOffsets(ctx, l.adm, l.topic, ps); lerr != nil {
+			l.log.Warn("round not committed; listing the end offsets again before its partitions decide", "err", lerr)
+		}
+	}
 	l.mu.Lock()
 	l.stats.Transactions++
 	if !committed {
 		l.stats.Aborted++
 		for _, r := range rounds {
+			if end, ok := ends[r.part.id]; ok {
+				r.part.ready = max(r.part.ready, end)
+			} else {
+				r.part.ready = -1
+			}
 			if cur := r.part.pending[r.pool]; sameSet(cur, r.ids) {
 				delete(r.part.pending, r.pool)
 			}
