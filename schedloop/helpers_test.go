@@ -207,7 +207,13 @@ func (e *env) countEvals(pool string) map[state.EvalStatus]int {
 // stop is called.
 func startLoop(t *testing.T, cfg config.Config, brokers []string, id string) (l *schedloop.Loop, stop func()) {
 	t.Helper()
-	l, err := schedloop.New(schedloop.Options{Config: cfg, Brokers: brokers, InstanceID: id, Logger: testkit.Logger(t)})
+	return startLoopWith(t, cfg, brokers, id)
+}
+
+// startLoopWith is startLoop with extra franz-go options.
+func startLoopWith(t *testing.T, cfg config.Config, brokers []string, id string, clientOpts ...kgo.Opt) (l *schedloop.Loop, stop func()) {
+	t.Helper()
+	l, err := schedloop.New(schedloop.Options{Config: cfg, Brokers: brokers, InstanceID: id, Logger: testkit.Logger(t), ClientOpts: clientOpts})
 	if err != nil {
 		t.Fatalf("schedloop.New: %v", err)
 	}

@@ -159,10 +159,13 @@ type quarantined struct {
 
 // partition is the fold of one owned partition and what the loop awaits.
 type partition struct {
-	id    int32
-	st    *state.State
-	next  int64 // next offset to apply
-	ready int64 // decisions wait until next >= ready (the committed end at assignment)
+	id   int32
+	st   *state.State
+	next int64 // next offset to apply
+	// ready: decisions wait until next >= ready, the high watermark
+	// listed at assignment or after a round whose commit is not
+	// confirmed (see endOffsets); negative while it is not known.
+	ready int64
 	since time.Time
 	// pending counts, per pool, this instance's committed decision events
 	// not yet read back; a pool is decided again only at zero.
@@ -294,14 +297,15 @@ func (l *Loop) assigned(_ context.Context, cl *kgo.Client, as map[string][]int32
 }
 
 // rewind starts every newly assigned partition at offset 0: the state is
-// rebuilt from the log, whatever offset was committed. It runs after the
+// rebuilt from the log, whatever offset was committed. The partition
+// decides only once it has read up to the high watermark listed here (see
+// endOffsets for why not the last stable offset). It runs after the
 // group's committed offsets were fetched with RequireStableFetchOffsets,
-// i.e. after any transaction of the previous owner that commits offsets of
-// these partitions ended: only now do the committed end offsets, which the
-// partition must reach before deciding, include that owner's last
-// decisions. (OnPartitionsAssigned runs before that fetch: end offsets
-// listed there can miss them, and the new owner would decide again what
-// the old one had just decided.)
+// i.e. after any transaction of the previous owner that commits offsets
+// of these partitions ended. (OnPartitionsAssigned runs before that
+// fetch: end offsets listed there can miss the previous owner's last
+// decisions, and the new owner would decide again what the old one had
+// just decided.)
 func (l *Loop) rewind(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	if len(offsets[l.topic]) == 0 {
 		return offsets, nil
@@ -309,23 +313,85 @@ func (l *Loop) rewind(ctx context.Context, offsets map[string]map[int32]kgo.Offs
 	l.mu.Lock()
 	cl := l.groupClient
 	l.mu.Unlock()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, l.topic)
+	ps := make([]int32, 0, len(offsets[l.topic]))
+	for p := range offsets[l.topic] {
+		ps = append(ps, p)
+	}
+	ends, err := endOffsets(ctx, kadm.NewClient(cl), l.topic, ps)
 	if err != nil {
-		l.log.Warn("list committed end offsets on assignment; deciding once caught up with what is fetched", "err", err)
+		l.log.Warn("list end offsets on assignment; listing them again before deciding", "err", err)
 	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for p, o := range offsets[l.topic] {
-		var ready int64
-		if e, ok := ends.Lookup(l.topic, p); ok && e.Err == nil {
-			ready = e.Offset
+		ready, ok := ends[p]
+		if !ok {
+			ready = -1
 		}
 		// o is the committed offset (negative without a commit).
 		l.parts[p] = newPartition(p, ready, now, max(o.EpochOffset().Offset, 0))
 		offsets[l.topic][p] = kgo.NewOffset().At(0).WithEpoch(-1)
 	}
 	return offsets, nil
+}
+
+// endOffsets lists the high watermarks of partitions ps of topic: the
+// offset after the last record written, committed or not. A partition that
+// has read (read_committed, markers included) up to its high watermark has
+// seen the outcome of every transaction that had written to it when it was
+// listed. The last stable offset is not enough: an open transaction of
+// another producer (an ingest batch) holds it back before records that are
+// already committed, such as a previous owner's decisions, and a partition
+// deciding there would place their evals a second time.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string, ps []int32) (map[int32]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	listed, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	out := make(map[int32]int64, len(ps))
+	var errs []error
+	for _, p := range ps {
+		o, ok := listed.Lookup(topic, p)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("no end offset listed for %s partition %d", topic, p))
+		case o.Err != nil:
+			errs = append(errs, fmt.Errorf("end offset of %s partition %d: %w", topic, p, o.Err))
+		default:
+			out[p] = o.Offset
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// listUnknownEnds lists the high watermark of every owned partition whose
+// ready offset is not known (a listing failed).
+func (l *Loop) listUnknownEnds(ctx context.Context) {
+	l.mu.Lock()
+	var ps []int32
+	for _, part := range l.parts {
+		if part.ready < 0 {
+			ps = append(ps, part.id)
+		}
+	}
+	l.mu.Unlock()
+	if len(ps) == 0 {
+		return
+	}
+	ends, err := endOffsets(ctx, l.adm, l.topic, ps)
+	if err != nil {
+		l.log.Warn("list end offsets; the partitions wait", "partitions", ps, "err", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p, end := range ends {
+		if part := l.parts[p]; part != nil && part.ready < 0 {
+			part.ready = end
+		}
+	}
 }
 
 func (l *Loop) revoked(_ context.Context, _ *kgo.Client, rs map[string][]int32) {
@@ -396,6 +462,7 @@ func (l *Loop) round(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
+	l.listUnknownEnds(ctx)
 	var quarantine []quarantined
 	fetches.EachError(func(t string, p int32, err error) {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -663,7 +730,7 @@ type decided struct {
 func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more bool) {
 	now := events.Truncate(l.now())
 	for _, part := range l.parts {
-		if part.next < part.ready {
+		if part.ready < 0 || part.next < part.ready {
 			continue
 		}
 		if !part.warmed {
@@ -773,8 +840,9 @@ func (l *Loop) count(d scheduler.Decision) {
 
 // commit writes a round's records in one transaction with the consumed
 // offsets. On success the rounds that only place are applied ahead and the
-// others' pools await their events; on abort nothing happened and they
-// decide again.
+// others' pools await their events; otherwise they decide again once their
+// partitions have read the log up to its end listed after the transaction
+// ended (which shows the round if it landed after all).
 func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingRound) (bool, error) {
 	// A round that started finishes even if ctx is cancelled (SIGTERM):
 	// a transaction abandoned half-way would hold back every
@@ -820,11 +888,37 @@ func (l *Loop) commit(ctx context.Context, recs []*kgo.Record, rounds []pendingR
 		try = kgo.TryAbort
 	}
 	committed, err := l.sess.End(ctx, try)
+	// Not committed may still mean committed: End reports false when
+	// the commit's outcome is unknown (an EndTxn that timed out on this
+	// side, or failed and was "retried as an abort" by reloading the
+	// producer id after the broker had committed it). So the round's
+	// partitions decide nothing until they have read the log up to its
+	// end as listed now, after End: by then they have seen whatever the
+	// transaction wrote if it committed, and a pool is never decided
+	// again from memory.
+	var ends map[int32]int64
+	if !committed {
+		var ps []int32
+		for _, r := range rounds {
+			if !slices.Contains(ps, r.part.id) {
+				ps = append(ps, r.part.id)
+			}
+		}
+		var lerr error
+		if ends, lerr = endOffsets(ctx, l.adm, l.topic, ps); lerr != nil {
+			l.log.Warn("round not committed; listing the end offsets again before its partitions decide", "err", lerr)
+		}
+	}
 	l.mu.Lock()
 	l.stats.Transactions++
 	if !committed {
 		l.stats.Aborted++
 		for _, r := range rounds {
+			if end, ok := ends[r.part.id]; ok {
+				r.part.ready = max(r.part.ready, end)
+			} else {
+				r.part.ready = -1
+			}
 			if cur := r.part.pending[r.pool]; sameSet(cur, r.ids) {
 				delete(r.part.pending, r.pool)
 			}

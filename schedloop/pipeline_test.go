@@ -21,7 +21,7 @@ import (
 // startLoopWith runs an in-process scheduler with opts (Config, Brokers,
 // Logger filled in) until the test ends; before, if set, is called with the
 // loop before Run.
-func startLoopWith(t *testing.T, e *env, opts schedloop.Options, before func(*schedloop.Loop)) *schedloop.Loop {
+func startLoopOpts(t *testing.T, e *env, opts schedloop.Options, before func(*schedloop.Loop)) *schedloop.Loop {
 	t.Helper()
 	opts.Config, opts.Brokers, opts.Logger = e.cfg, e.brokers, testkit.Logger(t)
 	l, err := schedloop.New(opts)
@@ -105,7 +105,7 @@ func TestPipelinedRoundsFoldExactly(t *testing.T) {
 		// -race, only interleave releases, nothing waits for them).
 		e.registerWorker(pool, w, 260)
 	}
-	l := startLoopWith(t, e, schedloop.Options{InstanceID: "pipe", MaxRoundEvents: 50}, nil)
+	l := startLoopOpts(t, e, schedloop.Options{InstanceID: "pipe", MaxRoundEvents: 50}, nil)
 	var stopBeats []func()
 	for _, w := range workers {
 		stopBeats = append(stopBeats, e.keepAlive(pool, w, true))
@@ -203,7 +203,7 @@ func TestPipelineConflictFoldsAgain(t *testing.T) {
 	e.registerWorker(pool, "w0", 10)
 	var once sync.Once
 	var injected atomic.Bool
-	l := startLoopWith(t, e, schedloop.Options{InstanceID: "conflict"}, func(l *schedloop.Loop) {
+	l := startLoopOpts(t, e, schedloop.Options{InstanceID: "conflict"}, func(l *schedloop.Loop) {
 		l.SetBeforeProduce(func(recs []*kgo.Record) {
 			for _, r := range recs {
 				if r.Topic != e.cfg.Topics.Events() {
