@@ -18,7 +18,7 @@ import (
 	"github.com/line-sched/line/testkit"
 )
 
-// startLoopWith runs an in-process scheduler with opts (Config, Brokers,
+// startLoopOpts runs an in-process scheduler with opts (Config, Brokers,
 // Logger filled in) until the test ends; before, if set, is called with the
 // loop before Run.
 func startLoopOpts(t *testing.T, e *env, opts schedloop.Options, before func(*schedloop.Loop)) *schedloop.Loop {
