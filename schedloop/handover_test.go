@@ -134,12 +134,21 @@ func TestRoundNotCommittedDecidedAgainOnce(t *testing.T) {
 	const pool = "p1"
 	e.createPool(pool, events.Spread, 0)
 	topic := e.registerWorker(pool, "w1", 10)
-	e.submit(pool, evalReq{ID: "e1"})
 
-	fault := emb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn},
-		TxnID: cfg.Deployment + "-scheduler-one", Err: kerr.UnknownServerError})
-	defer fault.Remove()
+	// The loop's first transaction warms the topic metadata (no records);
+	// the fault is for the round that places e1, submitted after it.
+	txnID := cfg.Deployment + "-scheduler-one"
+	warmed := emb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: txnID, Observe: true, Count: -1})
 	l, _ := startLoop(t, e.cfg, e.brokers, "one")
+	for deadline := time.Now().Add(20 * time.Second); warmed.Hits() < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop did not end its warming transaction within 20s")
+		}
+	}
+	warmed.Remove()
+	fault := emb.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: txnID, Err: kerr.UnknownServerError})
+	defer fault.Remove()
+	e.submit(pool, evalReq{ID: "e1"})
 	e.waitView(20*time.Second, "e1 placed", func(st *state.State) bool {
 		return evalOf(st, pool, "e1").Status == state.EvalPlaced
 	})
