@@ -105,6 +105,8 @@ type Projector struct {
 	// Owned by Run's goroutine.
 	f    *fold
 	next map[int32]int64 // next offset folded into memory
+	// reading is set while the reader decodes a poll not yet queued.
+	reading atomic.Bool
 	// resumed is the checkpoint found at open: records below it are
 	// already in the view and are folded into memory only.
 	resumed map[int32]int64
@@ -411,24 +413,107 @@ func (p *Projector) Run(ctx context.Context) error {
 	}()
 	go p.watchCatchUp(ctx)
 	p.log.Info("projector running", "topic", p.topic, "dir", p.opts.Dir, "resumed", p.resumed)
+	// A reader goroutine polls and decodes while this one folds and
+	// writes: on two cores, decoding the next records overlaps folding
+	// and writing the previous ones.
+	polls := make(chan poll, pollQueue)
+	var reading sync.WaitGroup
+	reading.Add(1)
+	go func() {
+		defer reading.Done()
+		p.read(ctx, polls)
+	}()
+	defer reading.Wait()
+	defer cancel()
 	for {
-		// One batch: what the consumer has buffered, up to the cap.
+		// One batch: the polls decoded so far, and while they come in
+		// full (a backlog), the next ones, up to the cap.
 		bt := p.newBatch()
-		for first := true; first || (bt.records < p.opts.MaxBatchRecords && p.cl.BufferedFetchRecords() > 0); first = false {
-			fs := p.cl.PollRecords(ctx, p.opts.MaxBatchRecords-bt.records)
-			if ctx.Err() != nil {
-				return nil
-			}
-			fs.EachError(func(t string, part int32, err error) {
-				if !errors.Is(err, context.Canceled) {
-					p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		for polled := false; bt.records < p.opts.MaxBatchRecords; polled = true {
+			var pl poll
+			var ok bool
+			select {
+			case pl, ok = <-polls:
+			default:
+				if polled && !p.reading.Load() && p.cl.BufferedFetchRecords() == 0 {
+					ok = false // nothing more on its way: write now
+					break
 				}
-			})
-			p.fold(fs, bt)
+				pl, ok = <-polls
+			}
+			if !ok {
+				break
+			}
+			p.fold(pl, bt)
+			if len(pl.recs) < p.pollSize() {
+				break // caught up with what was fetched
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 		if err := p.write(bt); err != nil {
 			p.log.Error("projector stopped: cannot write the views", "err", err)
 			return err
+		}
+	}
+}
+
+// pollRecords caps the records of one poll; pollQueue bounds the decoded
+// polls waiting to be folded.
+const (
+	pollRecords = 10_000
+	pollQueue   = 8
+)
+
+// pollSize is the most records of one poll.
+func (p *Projector) pollSize() int { return min(pollRecords, p.opts.MaxBatchRecords) }
+
+// poll is one poll's records, decoded.
+type poll struct {
+	recs []decoded
+}
+
+// decoded is one record and its decoding (control records are not
+// decoded).
+type decoded struct {
+	r   *kgo.Record
+	e   events.Envelope
+	err error
+}
+
+// read polls the events topic and decodes the records into polls until
+// ctx is done; then it closes polls.
+func (p *Projector) read(ctx context.Context, polls chan<- poll) {
+	defer close(polls)
+	for {
+		fs := p.cl.PollRecords(ctx, p.pollSize())
+		if ctx.Err() != nil {
+			return
+		}
+		p.reading.Store(true)
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+			}
+		})
+		pl := poll{recs: make([]decoded, 0, fs.NumRecords())}
+		fs.EachRecord(func(r *kgo.Record) {
+			d := decoded{r: r}
+			if r.Topic == p.topic && !r.Attrs.IsControl() {
+				d.e, d.err = events.FromRecord(r)
+			}
+			pl.recs = append(pl.recs, d)
+		})
+		if len(pl.recs) == 0 {
+			p.reading.Store(false)
+			continue
+		}
+		select {
+		case polls <- pl:
+			p.reading.Store(false)
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -485,10 +570,11 @@ func (p *Projector) newBatch() *batch {
 
 // fold folds one poll's records into memory and names in bt the rows they
 // changed.
-func (p *Projector) fold(fs kgo.Fetches, bt *batch) {
-	fs.EachRecord(func(r *kgo.Record) {
+func (p *Projector) fold(pl poll, bt *batch) {
+	for _, d := range pl.recs {
+		r := d.r
 		if r.Topic != p.topic || r.Offset < p.next[r.Partition] {
-			return
+			continue
 		}
 		bt.records++
 		part := r.Partition
@@ -501,14 +587,13 @@ func (p *Projector) fold(fs kgo.Fetches, bt *batch) {
 			}
 		}
 		if r.Attrs.IsControl() {
-			return
+			continue
 		}
 		pos := events.Position{Partition: part, Offset: r.Offset}
-		e, err := events.FromRecord(r)
-		if err != nil {
+		if d.err != nil {
 			bt.st.Poison++
-			p.log.Warn("skipping undecodable record", "position", pos.String(), "err", err)
-			return
+			p.log.Warn("skipping undecodable record", "position", pos.String(), "err", d.err)
+			continue
 		}
 		var tt *touched
 		if write {
@@ -517,10 +602,10 @@ func (p *Projector) fold(fs kgo.Fetches, bt *batch) {
 		} else {
 			bt.st.Replayed++
 		}
-		if err := p.f.apply(e, pos, tt); err != nil {
+		if err := p.f.apply(d.e, pos, tt); err != nil {
 			bt.st.Rejected++
 		}
-	})
+	}
 }
 
 // write writes what bt changed, with the new checkpoint, in one Pebble

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -146,4 +147,14 @@ func Produce(ctx context.Context, brokers []string, topic string, hist []Event, 
 		}
 	}
 	return nil
+}
+
+// CPUTime is the CPU time (user and system) this process used so far: a
+// benchmark on a shared machine divides its work by the difference.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
