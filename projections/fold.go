@@ -219,8 +219,9 @@ type row struct {
 	old before
 }
 
-// rows returns the rows named in t as the state now has them, sorted by
-// key (so that a batch is written in a deterministic order).
+// rows returns the rows named in t as the state now has them, in no
+// particular order (each key appears once: the order does not change what
+// a batch writes).
 func (f *fold) rows(t *touched) ([]row, error) {
 	out := make([]row, 0, len(t.pools)+len(t.workers)+len(t.evals)+len(t.allocs)+len(t.replicas))
 	add := func(key string, old before, v interface{ indexKeys() []string }, exists bool) error {
@@ -295,7 +296,6 @@ func (f *fold) rows(t *touched) ([]row, error) {
 			return nil, err
 		}
 	}
-	sortRows(out)
 	return out, nil
 }
 

@@ -2,8 +2,6 @@ package projections
 
 import (
 	"encoding/json"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/line-sched/line/events"
@@ -246,8 +244,15 @@ var time0 time.Time
 
 // marshal encodes a row. encoding/json writes struct fields in order and
 // the views hold no maps, so equal views give equal bytes.
-func marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-func sortRows(rs []row) {
-	slices.SortFunc(rs, func(a, b row) int { return strings.Compare(a.key, b.key) })
+// The hot rows are encoded by hand, to the same bytes (see encode.go).
+func marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case EvalView:
+		return marshalEval(&v)
+	case AllocView:
+		return marshalAlloc(&v)
+	case WorkerView:
+		return marshalWorker(&v)
+	}
+	return json.Marshal(v)
 }
