@@ -491,7 +491,7 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 // Reading: fetchMaxBytes bounds one fetch (and one partition's part of
 // it); pollQueue bounds the decoded polls waiting to be merged.
 const (
-	fetchMaxBytes = 16 << 20
+	fetchMaxBytes = 8 << 20
 	pollQueue     = 4
 )
 

@@ -463,7 +463,7 @@ func (p *Projector) Run(ctx context.Context) error {
 // polls waiting to be folded.
 const (
 	pollRecords = 10_000
-	pollQueue   = 8
+	pollQueue   = 4
 )
 
 // pollSize is the most records of one poll.
@@ -519,7 +519,7 @@ func (p *Projector) read(ctx context.Context, polls chan<- poll) {
 }
 
 // fetchMaxBytes bounds one fetch (and one partition's part of it).
-const fetchMaxBytes = 32 << 20
+const fetchMaxBytes = 8 << 20
 
 // pebbleOptions are the options of the views' Pebble: a larger memtable
 // and L0 than the defaults, since a batch of a catch-up writes tens of
@@ -527,7 +527,7 @@ const fetchMaxBytes = 32 << 20
 func pebbleOptions(log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		Logger:                      pebbleLogger{log},
-		MemTableSize:                32 << 20,
+		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       8,
 		L0StopWritesThreshold:       32,
