@@ -1,9 +1,13 @@
 package audit
 
 import (
+	"context"
+	"flag"
 	"testing"
 
 	"github.com/line-sched/line/audit/audittest"
+	"github.com/line-sched/line/bootstrap"
+	"github.com/line-sched/line/testkit"
 )
 
 // BenchmarkChecker measures the checker alone on a simulated history.
@@ -13,6 +17,7 @@ func BenchmarkChecker(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0 := audittest.CPUTime()
 	for range b.N {
 		c := NewChecker()
 		for _, e := range hist {
@@ -20,5 +25,48 @@ func BenchmarkChecker(b *testing.B) {
 		}
 		c.Finish()
 	}
+	cpu := audittest.CPUTime() - cpu0
 	b.ReportMetric(float64(len(hist)*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(len(hist)*b.N)/cpu.Seconds(), "events/cpu-s")
+}
+
+var (
+	replayEvals   = flag.Int("replay.evals", 50_000, "BenchmarkReplay: evals of the c1m-shaped history (twice as many events)")
+	replayWorkers = flag.Int("replay.workers", 1_000, "BenchmarkReplay: workers of the c1m-shaped history")
+)
+
+// BenchmarkReplay runs Replay (what line audit runs: read, decode, fold,
+// check every decision) over a c1m-shaped history on the embedded broker,
+// and reports events/s.
+func BenchmarkReplay(b *testing.B) {
+	emb := testkit.StartBroker(b)
+	cfg := testkit.Config(b)
+	ctx := context.Background()
+	if err := bootstrap.EnsureTopics(ctx, cfg, emb.Addrs()); err != nil {
+		b.Fatal(err)
+	}
+	hist, err := audittest.C1M(audittest.C1MOptions{Partitions: cfg.EventsPartitions, Workers: *replayWorkers, Evals: *replayEvals})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := audittest.Produce(ctx, emb.Addrs(), cfg.Topics.Events(), hist, 10_000); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	cpu0 := audittest.CPUTime()
+	for range b.N {
+		rep, err := Replay(ctx, Options{Brokers: emb.Addrs(), Deployment: cfg.Deployment})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := rep.Summary.Violations; n != 0 || len(rep.Violations) != 0 {
+			b.Fatalf("replay of a clean history found %d violations: %v", n, rep.Violations[:min(3, len(rep.Violations))])
+		}
+		if rep.Summary.Events != int64(len(hist)) {
+			b.Fatalf("replayed %d events, want %d", rep.Summary.Events, len(hist))
+		}
+	}
+	cpu := audittest.CPUTime() - cpu0
+	b.ReportMetric(float64(len(hist)*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(len(hist)*b.N)/cpu.Seconds(), "events/cpu-s")
 }

@@ -444,11 +444,25 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 	cl, err := kgo.NewClient(append(slices.Clone(base),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{rd.topic: from}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(100*time.Millisecond))...)
+		kgo.FetchMaxWait(100*time.Millisecond),
+		// Large fetches: the default 1 MiB per partition is ~3,000 events.
+		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes))...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	// A reader goroutine polls and decodes while this one merges and
+	// checks: on two cores, decoding the next records overlaps checking
+	// the previous ones.
+	rctx, stop := context.WithCancel(ctx)
+	polls := make(chan fetched, pollQueue)
+	readErr := make(chan error, 1)
+	go func() { readErr <- rd.read(rctx, cl, polls) }()
+	defer func() {
+		stop()
+		for range polls { // let the reader end
+		}
+	}()
 	for {
 		rd.merge(emit)
 		if time.Since(lastProgress) >= opts.ProgressEvery {
@@ -459,6 +473,44 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 			break
 		}
 		rd.flow(cl)
+		f, ok := <-polls
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return <-readErr
+		}
+		for _, d := range f {
+			rd.take(d)
+		}
+	}
+	progress(true)
+	return nil
+}
+
+// Reading: fetchMaxBytes bounds one fetch (and one partition's part of
+// it); pollQueue bounds the decoded polls waiting to be merged.
+const (
+	fetchMaxBytes = 8 << 20
+	pollQueue     = 4
+)
+
+// fetched is one poll's records, decoded.
+type fetched []decodedRecord
+
+// decodedRecord is a record and its decoding (control records and
+// records of other partitions are not decoded).
+type decodedRecord struct {
+	r   *kgo.Record
+	env events.Envelope
+	err error
+}
+
+// read polls and decodes into polls until ctx is done or a fetch fails
+// (the error is returned); then it closes polls.
+func (rd *reader) read(ctx context.Context, cl *kgo.Client, polls chan<- fetched) error {
+	defer close(polls)
+	for {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return err
@@ -466,14 +518,28 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		if err := fetchErr(fs); err != nil {
 			return err
 		}
-		fs.EachRecord(rd.take)
+		f := make(fetched, 0, fs.NumRecords())
+		fs.EachRecord(func(r *kgo.Record) {
+			d := decodedRecord{r: r}
+			if rd.byID[r.Partition] != nil && !r.Attrs.IsControl() {
+				d.env, d.err = events.FromRecord(r)
+			}
+			f = append(f, d)
+		})
+		if len(f) == 0 {
+			continue
+		}
+		select {
+		case polls <- f:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	progress(true)
-	return nil
 }
 
 // take files one fetched record with its partition.
-func (rd *reader) take(r *kgo.Record) {
+func (rd *reader) take(d decodedRecord) {
+	r := d.r
 	p := rd.byID[r.Partition]
 	if p == nil || p.done || r.Offset < p.next {
 		return
@@ -488,7 +554,7 @@ func (rd *reader) take(r *kgo.Record) {
 		return
 	}
 	pos := events.Position{Partition: r.Partition, Offset: r.Offset}
-	e, err := events.FromRecord(r)
+	e, err := d.env, d.err
 	if err != nil {
 		p.buf = append(p.buf, rec{pos: pos, env: e, err: err, key: string(r.Key), at: p.lastAt})
 		return

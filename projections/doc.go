@@ -4,12 +4,20 @@
 // A Projector reads every partition of the events topic (a plain consumer,
 // read_committed, no group) and keeps the shared fold (state.State) in
 // memory: each record is applied with state.Apply, the only definition of
-// what an event means. After each poll it writes, in one Pebble batch, the
-// rows of the entities the poll's events touched, recomputed from the state
-// (one function per kind of row), with their secondary index entries, and
-// the offsets the batch reflects. The batch commits atomically, so the
-// views on disk are always the fold of a committed prefix of the log, and
-// that prefix is the checkpoint stored beside them.
+// what an event means. A reader goroutine polls and decodes the records
+// while the projector folds and writes the previous ones. A batch is what
+// was decoded so far (while polls come in full, as in a catch-up, up to
+// Options.MaxBatchRecords records); the projector writes, in one Pebble
+// batch, the rows of the entities the batch's events touched, recomputed
+// from the state (one function per kind of row), with their secondary
+// index entries, and the offsets the batch reflects. The batch commits
+// atomically, so the views on disk are always the fold of a committed
+// prefix of the log, and that prefix is the checkpoint stored beside them.
+//
+// Rows are written blind: the index entries a row had before the batch
+// are known from the state before the batch's first event that touched
+// it (the view is the fold of the log up to the checkpoint), so nothing is
+// read back from Pebble while writing.
 //
 // On open, the projector reads the checkpoint and folds the log from
 // offset 0 into memory without writing anything below the checkpoint (the

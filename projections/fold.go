@@ -20,31 +20,94 @@ type poolKeyID struct{ pool, id string }
 
 type replicaID struct{ pool, dataset, worker string }
 
-// touched names the rows that the events of a batch may have changed. The
-// rows are rewritten from the state after the batch: a row whose entity
-// is gone is deleted.
+// before is what the view holds of a row before a batch: whether the row
+// exists and its index entries. The view is the fold of the log up to the
+// checkpoint, so this is known from the state before the batch's first
+// event touching the row, without reading the row back.
+type before struct {
+	exists bool
+	index  []string
+}
+
+// touched names the rows that the events of a batch may have changed, each
+// with what the view held of it before the batch. The rows are rewritten
+// from the state after the batch: a row whose entity is gone is deleted.
 type touched struct {
 	pools    map[string]struct{}
-	workers  map[poolKeyID]struct{}
-	evals    map[poolKeyID]struct{}
-	allocs   map[poolKeyID]struct{}
-	replicas map[replicaID]struct{}
+	workers  map[poolKeyID]before
+	evals    map[poolKeyID]before
+	allocs   map[poolKeyID]before
+	replicas map[replicaID]before
 }
 
 func newTouched() *touched {
-	return &touched{pools: map[string]struct{}{}, workers: map[poolKeyID]struct{}{},
-		evals: map[poolKeyID]struct{}{}, allocs: map[poolKeyID]struct{}{}, replicas: map[replicaID]struct{}{}}
+	return &touched{pools: map[string]struct{}{}, workers: map[poolKeyID]before{},
+		evals: map[poolKeyID]before{}, allocs: map[poolKeyID]before{}, replicas: map[replicaID]before{}}
 }
 
 func (t *touched) empty() bool {
 	return len(t.pools)+len(t.workers)+len(t.evals)+len(t.allocs)+len(t.replicas) == 0
 }
 
-func (t *touched) worker(pool, id string) { t.workers[poolKeyID{pool, id}] = struct{}{} }
-func (t *touched) eval(pool, id string)   { t.evals[poolKeyID{pool, id}] = struct{}{} }
-func (t *touched) alloc(pool, id string)  { t.allocs[poolKeyID{pool, id}] = struct{}{} }
-func (t *touched) replica(pool, dataset, worker string) {
-	t.replicas[replicaID{pool, dataset, worker}] = struct{}{}
+// worker, eval, alloc and replica name a row of pool p (nil: no such
+// pool), as the state is before the event that touches it; only the first
+// touch of a row in a batch records its old index entries.
+func (t *touched) worker(p *state.Pool, pool, id string) {
+	k := poolKeyID{pool, id}
+	if _, ok := t.workers[k]; ok {
+		return
+	}
+	var b before
+	if p != nil {
+		if w := p.Worker(id); w != nil {
+			b = before{exists: true, index: workerIndex(pool, w.ID, w.Free(), w.Deadline)}
+		}
+	}
+	t.workers[k] = b
+}
+
+func (t *touched) eval(p *state.Pool, pool, id string) {
+	k := poolKeyID{pool, id}
+	if _, ok := t.evals[k]; ok {
+		return
+	}
+	var b before
+	if p != nil {
+		if e := p.Eval(id); e != nil {
+			b = before{exists: true, index: evalIndex(pool, e.ID, string(e.Status))}
+		}
+	}
+	t.evals[k] = b
+}
+
+func (t *touched) alloc(p *state.Pool, pool, id string) {
+	k := poolKeyID{pool, id}
+	if _, ok := t.allocs[k]; ok {
+		return
+	}
+	var b before
+	if p != nil {
+		if a := p.Alloc(id); a != nil {
+			b = before{exists: true, index: allocIndex(pool, a.ID, string(a.Status), a.Deadline)}
+		}
+	}
+	t.allocs[k] = b
+}
+
+func (t *touched) replica(p *state.Pool, pool, dataset, worker string) {
+	k := replicaID{pool, dataset, worker}
+	if _, ok := t.replicas[k]; ok {
+		return
+	}
+	var b before
+	if p != nil {
+		if w := p.Worker(worker); w != nil {
+			if deadline, ok := w.Replicas[dataset]; ok {
+				b = before{exists: true, index: replicaIndex(pool, dataset, w.ID, deadline)}
+			}
+		}
+	}
+	t.replicas[k] = b
 }
 
 // apply folds one event. If t is not nil, it records there every row the
@@ -79,54 +142,54 @@ func (f *fold) touch(e events.Envelope, t *touched) {
 			return
 		}
 		for _, w := range p.Workers() {
-			t.worker(pool, w.ID)
+			t.worker(p, pool, w.ID)
 			for ds := range w.Replicas {
-				t.replica(pool, ds, w.ID)
+				t.replica(p, pool, ds, w.ID)
 			}
 		}
 		for _, ev := range p.Evals() {
-			t.eval(pool, ev.ID)
+			t.eval(p, pool, ev.ID)
 		}
 		for _, a := range p.Allocs() {
-			t.alloc(pool, a.ID)
+			t.alloc(p, pool, a.ID)
 		}
 	case events.WorkerRegisteredData:
-		t.worker(pool, d.WorkerID)
+		t.worker(p, pool, d.WorkerID)
 		for _, ds := range d.Datasets {
-			t.replica(pool, ds, d.WorkerID)
+			t.replica(p, pool, ds, d.WorkerID)
 		}
 	case events.WorkerHeartbeatData:
-		t.worker(pool, d.WorkerID)
+		t.worker(p, pool, d.WorkerID)
 		for _, ds := range d.Datasets {
-			t.replica(pool, ds, d.WorkerID)
+			t.replica(p, pool, ds, d.WorkerID)
 		}
 		for _, id := range d.Allocs {
-			t.alloc(pool, id)
+			t.alloc(p, pool, id)
 		}
 	case events.WorkerExpiredData:
-		t.worker(pool, d.WorkerID)
+		t.worker(p, pool, d.WorkerID)
 		if p != nil {
 			if w := p.Worker(d.WorkerID); w != nil {
 				for ds := range w.Replicas {
-					t.replica(pool, ds, w.ID)
+					t.replica(p, pool, ds, w.ID)
 				}
 			}
 		}
 	case events.ReplicaExpiredData:
-		t.worker(pool, d.WorkerID)
-		t.replica(pool, d.DatasetID, d.WorkerID)
+		t.worker(p, pool, d.WorkerID)
+		t.replica(p, pool, d.DatasetID, d.WorkerID)
 	case events.EvalSubmittedData:
-		t.eval(pool, d.EvalID)
+		t.eval(p, pool, d.EvalID)
 	case events.EvalRejectedData:
-		t.eval(pool, d.EvalID)
+		t.eval(p, pool, d.EvalID)
 	case events.EvalRequeuedData:
-		t.eval(pool, d.EvalID)
+		t.eval(p, pool, d.EvalID)
 	case events.EvalDeadLetteredData:
-		t.eval(pool, d.EvalID)
+		t.eval(p, pool, d.EvalID)
 	case events.AllocPlacedData:
-		t.alloc(pool, d.AllocID)
-		t.eval(pool, d.EvalID)
-		t.worker(pool, d.WorkerID)
+		t.alloc(p, pool, d.AllocID)
+		t.eval(p, pool, d.EvalID)
+		t.worker(p, pool, d.WorkerID)
 	case events.AllocCompletedData:
 		f.touchAlloc(p, pool, d.AllocID, t)
 	case events.AllocExpiredData:
@@ -136,13 +199,13 @@ func (f *fold) touch(e events.Envelope, t *touched) {
 
 // touchAlloc names an alloc, its eval and its worker.
 func (f *fold) touchAlloc(p *state.Pool, pool, id string, t *touched) {
-	t.alloc(pool, id)
+	t.alloc(p, pool, id)
 	if p == nil {
 		return
 	}
 	if a := p.Alloc(id); a != nil {
-		t.eval(pool, a.EvalID)
-		t.worker(pool, a.WorkerID)
+		t.eval(p, pool, a.EvalID)
+		t.worker(p, pool, a.WorkerID)
 	}
 }
 
@@ -152,22 +215,25 @@ type row struct {
 	key   string
 	value []byte
 	index []string
+	// old is what the view holds of the row before the batch.
+	old before
 }
 
-// rows returns the rows named in t as the state now has them, sorted by
-// key (so that a batch is written in a deterministic order).
+// rows returns the rows named in t as the state now has them, in no
+// particular order (each key appears once: the order does not change what
+// a batch writes).
 func (f *fold) rows(t *touched) ([]row, error) {
-	var out []row
-	add := func(key string, v interface{ indexKeys() []string }, exists bool) error {
+	out := make([]row, 0, len(t.pools)+len(t.workers)+len(t.evals)+len(t.allocs)+len(t.replicas))
+	add := func(key string, old before, v interface{ indexKeys() []string }, exists bool) error {
 		if !exists {
-			out = append(out, row{key: key})
+			out = append(out, row{key: key, old: old})
 			return nil
 		}
 		b, err := marshal(v)
 		if err != nil {
 			return err
 		}
-		out = append(out, row{key: key, value: b, index: v.indexKeys()})
+		out = append(out, row{key: key, value: b, index: v.indexKeys(), old: old})
 		return nil
 	}
 	for id := range t.pools {
@@ -176,21 +242,21 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		if p != nil {
 			v = poolView(p, f.meta[id])
 		}
-		if err := add(poolKey(id), v, p != nil); err != nil {
+		if err := add(poolKey(id), before{exists: true}, v, p != nil); err != nil {
 			return nil, err
 		}
 	}
-	for k := range t.workers {
+	for k, old := range t.workers {
 		var v WorkerView
 		w := f.worker(k.pool, k.id)
 		if w != nil {
 			v = workerView(k.pool, w)
 		}
-		if err := add(workerKey(k.pool, k.id), v, w != nil); err != nil {
+		if err := add(workerKey(k.pool, k.id), old, v, w != nil); err != nil {
 			return nil, err
 		}
 	}
-	for k := range t.evals {
+	for k, old := range t.evals {
 		var v EvalView
 		var e *state.Eval
 		if p := f.st.Pool(k.pool); p != nil {
@@ -199,11 +265,11 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		if e != nil {
 			v = evalView(k.pool, e)
 		}
-		if err := add(evalKey(k.pool, k.id), v, e != nil); err != nil {
+		if err := add(evalKey(k.pool, k.id), old, v, e != nil); err != nil {
 			return nil, err
 		}
 	}
-	for k := range t.allocs {
+	for k, old := range t.allocs {
 		var v AllocView
 		var a *state.Alloc
 		if p := f.st.Pool(k.pool); p != nil {
@@ -212,11 +278,11 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		if a != nil {
 			v = allocView(k.pool, a)
 		}
-		if err := add(allocKey(k.pool, k.id), v, a != nil); err != nil {
+		if err := add(allocKey(k.pool, k.id), old, v, a != nil); err != nil {
 			return nil, err
 		}
 	}
-	for k := range t.replicas {
+	for k, old := range t.replicas {
 		var v ReplicaView
 		w := f.worker(k.pool, k.worker)
 		deadline, ok := time0, false
@@ -226,11 +292,10 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		if ok {
 			v = replicaView(k.pool, k.dataset, w, deadline)
 		}
-		if err := add(replicaKey(k.pool, k.dataset, k.worker), v, ok); err != nil {
+		if err := add(replicaKey(k.pool, k.dataset, k.worker), old, v, ok); err != nil {
 			return nil, err
 		}
 	}
-	sortRows(out)
 	return out, nil
 }
 
@@ -247,16 +312,16 @@ func (f *fold) all() *touched {
 	for _, p := range f.st.Pools() {
 		t.pools[p.ID] = struct{}{}
 		for _, w := range p.Workers() {
-			t.worker(p.ID, w.ID)
+			t.worker(p, p.ID, w.ID)
 			for ds := range w.Replicas {
-				t.replica(p.ID, ds, w.ID)
+				t.replica(p, p.ID, ds, w.ID)
 			}
 		}
 		for _, e := range p.Evals() {
-			t.eval(p.ID, e.ID)
+			t.eval(p, p.ID, e.ID)
 		}
 		for _, a := range p.Allocs() {
-			t.alloc(p.ID, a.ID)
+			t.alloc(p, p.ID, a.ID)
 		}
 	}
 	return t

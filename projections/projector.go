@@ -3,7 +3,6 @@ package projections
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,11 +40,15 @@ type Options struct {
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBatchRecords caps the records one Pebble batch reflects; default
-	// 10,000.
+	// 100,000. A batch takes what the consumer has buffered, up to this
+	// cap: small when the view keeps up with the log, large while it
+	// catches up (a rebuild), where fewer, larger batches write each row
+	// once for many events.
 	MaxBatchRecords int
 	// NoSync commits batches without waiting for the disk. A crash of the
 	// machine (not of the process) may then lose the latest batches; the
 	// view stays a fold of a committed prefix and resumes from there.
+	// (While catching up, batches are large, so syncing each costs little.)
 	NoSync bool
 	// OnCommit, if set, is called on the projector's goroutine after each
 	// batch is committed (tests, metrics). It must not block for long.
@@ -82,6 +85,9 @@ type Stats struct {
 	Batches int64
 }
 
+// DefaultMaxBatchRecords is the default of Options.MaxBatchRecords.
+const DefaultMaxBatchRecords = 100_000
+
 // ErrStopped is returned by waits once the projector stopped.
 var ErrStopped = errors.New("projections: the projector stopped")
 
@@ -94,11 +100,13 @@ type Projector struct {
 	cl     *kgo.Client
 	adm    *kadm.Client
 	nparts int32
-	wopts  *pebble.WriteOptions
+	noSync bool
 
 	// Owned by Run's goroutine.
 	f    *fold
 	next map[int32]int64 // next offset folded into memory
+	// reading is set while the reader decodes a poll not yet queued.
+	reading atomic.Bool
 	// resumed is the checkpoint found at open: records below it are
 	// already in the view and are folded into memory only.
 	resumed map[int32]int64
@@ -131,7 +139,7 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.MaxBatchRecords <= 0 {
-		opts.MaxBatchRecords = 10000
+		opts.MaxBatchRecords = DefaultMaxBatchRecords
 	}
 	if opts.Dir == "" {
 		return nil, errors.New("projections: no directory for the views (LINE_VIEW_DIR)")
@@ -140,7 +148,7 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		opts:    opts,
 		topic:   opts.Config.Topics.Events(),
 		log:     opts.Logger.With("component", "projector"),
-		wopts:   pebble.Sync,
+		noSync:  opts.NoSync,
 		f:       newFold(),
 		next:    make(map[int32]int64),
 		resumed: make(map[int32]int64),
@@ -150,10 +158,7 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	if opts.NoSync {
-		p.wopts = pebble.NoSync
-	}
-	db, err := pebble.Open(opts.Dir, &pebble.Options{Logger: pebbleLogger{p.log}})
+	db, err := pebble.Open(opts.Dir, pebbleOptions(p.log))
 	if err != nil {
 		return nil, fmt.Errorf("projections: open the views in %s: %w", opts.Dir, err)
 	}
@@ -184,6 +189,10 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(100 * time.Millisecond),
 		kgo.MetadataMinAge(250 * time.Millisecond),
+		// Large fetches while catching up: the default 1 MiB per
+		// partition is ~3,000 events, and a batch takes what is buffered.
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes),
 	}, opts.ClientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -404,21 +413,128 @@ func (p *Projector) Run(ctx context.Context) error {
 	}()
 	go p.watchCatchUp(ctx)
 	p.log.Info("projector running", "topic", p.topic, "dir", p.opts.Dir, "resumed", p.resumed)
+	// A reader goroutine polls and decodes while this one folds and
+	// writes: on two cores, decoding the next records overlaps folding
+	// and writing the previous ones.
+	polls := make(chan poll, pollQueue)
+	var reading sync.WaitGroup
+	reading.Add(1)
+	go func() {
+		defer reading.Done()
+		p.read(ctx, polls)
+	}()
+	defer reading.Wait()
+	defer cancel()
 	for {
-		fs := p.cl.PollRecords(ctx, p.opts.MaxBatchRecords)
+		// One batch: the polls decoded so far, and while they come in
+		// full (a backlog), the next ones, up to the cap.
+		bt := p.newBatch()
+		for polled := false; bt.records < p.opts.MaxBatchRecords; polled = true {
+			var pl poll
+			var ok bool
+			select {
+			case pl, ok = <-polls:
+			default:
+				if polled && !p.reading.Load() && p.cl.BufferedFetchRecords() == 0 {
+					ok = false // nothing more on its way: write now
+					break
+				}
+				pl, ok = <-polls
+			}
+			if !ok {
+				break
+			}
+			p.fold(pl, bt)
+			if len(pl.recs) < p.pollSize() {
+				break // caught up with what was fetched
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err := p.write(bt); err != nil {
+			p.log.Error("projector stopped: cannot write the views", "err", err)
+			return err
+		}
+	}
+}
+
+// pollRecords caps the records of one poll; pollQueue bounds the decoded
+// polls waiting to be folded.
+const (
+	pollRecords = 10_000
+	pollQueue   = 4
+)
+
+// pollSize is the most records of one poll.
+func (p *Projector) pollSize() int { return min(pollRecords, p.opts.MaxBatchRecords) }
+
+// poll is one poll's records, decoded.
+type poll struct {
+	recs []decoded
+}
+
+// decoded is one record and its decoding (control records are not
+// decoded).
+type decoded struct {
+	r   *kgo.Record
+	e   events.Envelope
+	err error
+}
+
+// read polls the events topic and decodes the records into polls until
+// ctx is done; then it closes polls.
+func (p *Projector) read(ctx context.Context, polls chan<- poll) {
+	defer close(polls)
+	for {
+		fs := p.cl.PollRecords(ctx, p.pollSize())
+		if ctx.Err() != nil {
+			return
+		}
+		p.reading.Store(true)
 		fs.EachError(func(t string, part int32, err error) {
 			if !errors.Is(err, context.Canceled) {
 				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
-		if err := p.apply(fs); err != nil {
-			p.log.Error("projector stopped: cannot write the views", "err", err)
-			return err
+		pl := poll{recs: make([]decoded, 0, fs.NumRecords())}
+		fs.EachRecord(func(r *kgo.Record) {
+			d := decoded{r: r}
+			if r.Topic == p.topic && !r.Attrs.IsControl() {
+				d.e, d.err = events.FromRecord(r)
+			}
+			pl.recs = append(pl.recs, d)
+		})
+		if len(pl.recs) == 0 {
+			p.reading.Store(false)
+			continue
+		}
+		select {
+		case polls <- pl:
+			p.reading.Store(false)
+		case <-ctx.Done():
+			return
 		}
 	}
+}
+
+// fetchMaxBytes bounds one fetch (and one partition's part of it).
+const fetchMaxBytes = 8 << 20
+
+// pebbleOptions are the options of the views' Pebble: a larger memtable
+// and L0 than the defaults, since a batch of a catch-up writes tens of
+// megabytes of rows at once.
+func pebbleOptions(log *slog.Logger) *pebble.Options {
+	o := &pebble.Options{
+		Logger:                      pebbleLogger{log},
+		MemTableSize:                16 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       8,
+		L0StopWritesThreshold:       32,
+		LBaseMaxBytes:               256 << 20,
+	}
+	o.EnsureDefaults()
+	return o
 }
 
 // watchCatchUp records when the view first caught up with the log as it was
@@ -439,61 +555,76 @@ func (p *Projector) watchCatchUp(ctx context.Context) {
 	}
 }
 
-// apply folds one poll's records and writes what they changed, with the
-// new checkpoint, in one batch.
-func (p *Projector) apply(fs kgo.Fetches) error {
-	t := newTouched()
-	from := make(map[int32]int64)
-	var st Stats
-	records := 0
-	fs.EachRecord(func(r *kgo.Record) {
+// batch is what the polls of one Pebble batch folded.
+type batch struct {
+	t       *touched
+	from    map[int32]int64 // per partition, the first offset written
+	st      Stats
+	records int // records fetched (folded or written)
+	written int // records the batch reflects beyond the resumed checkpoint
+}
+
+func (p *Projector) newBatch() *batch {
+	return &batch{t: newTouched(), from: make(map[int32]int64)}
+}
+
+// fold folds one poll's records into memory and names in bt the rows they
+// changed.
+func (p *Projector) fold(pl poll, bt *batch) {
+	for _, d := range pl.recs {
+		r := d.r
 		if r.Topic != p.topic || r.Offset < p.next[r.Partition] {
-			return
+			continue
 		}
+		bt.records++
 		part := r.Partition
 		p.next[part] = r.Offset + 1
 		write := r.Offset >= p.resumed[part]
 		if write {
-			records++
-			if _, ok := from[part]; !ok {
-				from[part] = r.Offset
+			bt.written++
+			if _, ok := bt.from[part]; !ok {
+				bt.from[part] = r.Offset
 			}
 		}
 		if r.Attrs.IsControl() {
-			return
+			continue
 		}
 		pos := events.Position{Partition: part, Offset: r.Offset}
-		e, err := events.FromRecord(r)
-		if err != nil {
-			st.Poison++
-			p.log.Warn("skipping undecodable record", "position", pos.String(), "err", err)
-			return
+		if d.err != nil {
+			bt.st.Poison++
+			p.log.Warn("skipping undecodable record", "position", pos.String(), "err", d.err)
+			continue
 		}
 		var tt *touched
 		if write {
-			tt = t
-			st.Applied++
+			tt = bt.t
+			bt.st.Applied++
 		} else {
-			st.Replayed++
+			bt.st.Replayed++
 		}
-		if err := p.f.apply(e, pos, tt); err != nil {
-			st.Rejected++
+		if err := p.f.apply(d.e, pos, tt); err != nil {
+			bt.st.Rejected++
 		}
-	})
+	}
+}
+
+// write writes what bt changed, with the new checkpoint, in one Pebble
+// batch.
+func (p *Projector) write(bt *batch) error {
 	p.mu.Lock()
-	p.stats.Replayed += st.Replayed
-	p.stats.Applied += st.Applied
-	p.stats.Rejected += st.Rejected
-	p.stats.Poison += st.Poison
+	p.stats.Replayed += bt.st.Replayed
+	p.stats.Applied += bt.st.Applied
+	p.stats.Rejected += bt.st.Rejected
+	p.stats.Poison += bt.st.Poison
 	p.mu.Unlock()
-	if len(from) == 0 {
+	if len(bt.from) == 0 {
 		return nil
 	}
-	rows, err := p.f.rows(t)
+	rows, err := p.f.rows(bt.t)
 	if err != nil {
 		return err
 	}
-	b := p.db.NewIndexedBatch()
+	b := p.db.NewBatch()
 	defer b.Close()
 	n := 0
 	for _, r := range rows {
@@ -505,14 +636,18 @@ func (p *Projector) apply(fs kgo.Fetches) error {
 			n++
 		}
 	}
-	to := make(map[int32]int64, len(from))
-	for part := range from {
+	to := make(map[int32]int64, len(bt.from))
+	for part := range bt.from {
 		to[part] = p.next[part]
 		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(p.next[part], 10)), nil); err != nil {
 			return err
 		}
 	}
-	if err := b.Commit(p.wopts); err != nil {
+	wopts := pebble.Sync
+	if p.noSync {
+		wopts = pebble.NoSync
+	}
+	if err := b.Commit(wopts); err != nil {
 		return fmt.Errorf("commit a batch of the views: %w", err)
 	}
 	p.mu.Lock()
@@ -525,37 +660,28 @@ func (p *Projector) apply(fs kgo.Fetches) error {
 	p.mu.Unlock()
 	close(ch)
 	if p.opts.OnCommit != nil {
-		p.opts.OnCommit(Commit{From: from, To: to, Records: records, Rows: n})
+		p.opts.OnCommit(Commit{From: bt.from, To: to, Records: bt.written, Rows: n})
 	}
 	return nil
 }
 
 // writeRow writes one row and its index entries in b, after deleting the
-// index entries of the row it replaces (read from b: an indexed batch sees
-// its own writes). It reports whether anything changed.
+// index entries of the row it replaces (known from the fold, not read
+// back: the view is the fold of the log up to the checkpoint). It reports
+// whether the row was written or deleted.
 func writeRow(b *pebble.Batch, r row) (bool, error) {
-	key := []byte(r.key)
-	old, err := getCopy(b, key)
-	if err != nil {
-		return false, err
-	}
-	if old != nil && r.value != nil && bytes.Equal(old, r.value) {
+	if r.value == nil && !r.old.exists {
 		return false, nil
 	}
-	if old == nil && r.value == nil {
-		return false, nil
-	}
-	if old != nil {
-		idx, err := indexKeysOf(r.key, old)
-		if err != nil {
+	for _, k := range r.old.index {
+		if r.value != nil && slices.Contains(r.index, k) {
+			continue
+		}
+		if err := b.Delete([]byte(k), nil); err != nil {
 			return false, err
 		}
-		for _, k := range idx {
-			if err := b.Delete([]byte(k), nil); err != nil {
-				return false, err
-			}
-		}
 	}
+	key := []byte(r.key)
 	if r.value == nil {
 		return true, b.Delete(key, nil)
 	}
@@ -563,6 +689,9 @@ func writeRow(b *pebble.Batch, r row) (bool, error) {
 		return false, err
 	}
 	for _, k := range r.index {
+		if r.old.exists && slices.Contains(r.old.index, k) {
+			continue
+		}
 		if err := b.Set([]byte(k), nil, nil); err != nil {
 			return false, err
 		}
@@ -580,29 +709,6 @@ func getCopy(r reader, key []byte) ([]byte, error) {
 	}
 	defer closer.Close()
 	return bytes.Clone(v), nil
-}
-
-// indexKeysOf returns the index entries of a stored row.
-func indexKeysOf(key string, value []byte) ([]string, error) {
-	var v interface{ indexKeys() []string }
-	switch {
-	case strings.HasPrefix(key, prefixPool):
-		v = &PoolView{}
-	case strings.HasPrefix(key, prefixWorker):
-		v = &WorkerView{}
-	case strings.HasPrefix(key, prefixEval):
-		v = &EvalView{}
-	case strings.HasPrefix(key, prefixAlloc):
-		v = &AllocView{}
-	case strings.HasPrefix(key, prefixReplica):
-		v = &ReplicaView{}
-	default:
-		return nil, fmt.Errorf("projections: no row kind for key %q", key)
-	}
-	if err := json.Unmarshal(value, v); err != nil {
-		return nil, fmt.Errorf("projections: decode row %q: %w", key, err)
-	}
-	return v.indexKeys(), nil
 }
 
 // Applied returns, per partition, the next offset the view will apply:

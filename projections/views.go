@@ -2,8 +2,6 @@ package projections
 
 import (
 	"encoding/json"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/line-sched/line/events"
@@ -202,29 +200,44 @@ func parseTS(s string) time.Time {
 }
 
 func (v WorkerView) indexKeys() []string {
-	return []string{
-		freeKey(v.PoolID, v.Free, v.WorkerID),
-		ttlKey(v.PoolID, parseTS(v.Deadline), "worker", v.WorkerID),
-	}
+	return workerIndex(v.PoolID, v.WorkerID, v.Free, parseTS(v.Deadline))
 }
 
-func (v EvalView) indexKeys() []string {
-	keys := []string{evalStatusKey(v.PoolID, v.Status, v.EvalID)}
-	if v.Status == string(state.EvalDeadLettered) {
-		keys = append(keys, deadLetterKey(v.PoolID, v.EvalID))
+func (v EvalView) indexKeys() []string { return evalIndex(v.PoolID, v.EvalID, v.Status) }
+
+func (v AllocView) indexKeys() []string {
+	return allocIndex(v.PoolID, v.AllocID, v.Status, parseTS(v.Deadline))
+}
+
+func (v ReplicaView) indexKeys() []string {
+	return replicaIndex(v.PoolID, v.DatasetID, v.WorkerID, parseTS(v.Deadline))
+}
+
+// The index entries of each kind of row, from the fields they depend on:
+// the views' indexKeys and the fold (which knows a row's entries before a
+// batch without reading the row back) both use these.
+
+func workerIndex(pool, worker string, free int64, deadline time.Time) []string {
+	return []string{freeKey(pool, free, worker), ttlKey(pool, deadline, "worker", worker)}
+}
+
+func evalIndex(pool, eval, status string) []string {
+	keys := []string{evalStatusKey(pool, status, eval)}
+	if status == string(state.EvalDeadLettered) {
+		keys = append(keys, deadLetterKey(pool, eval))
 	}
 	return keys
 }
 
-func (v AllocView) indexKeys() []string {
-	if v.Status != string(state.AllocRunning) {
+func allocIndex(pool, alloc, status string, deadline time.Time) []string {
+	if status != string(state.AllocRunning) {
 		return nil
 	}
-	return []string{ttlKey(v.PoolID, parseTS(v.Deadline), "alloc", v.AllocID)}
+	return []string{ttlKey(pool, deadline, "alloc", alloc)}
 }
 
-func (v ReplicaView) indexKeys() []string {
-	return []string{ttlKey(v.PoolID, parseTS(v.Deadline), "replica", v.WorkerID, v.DatasetID)}
+func replicaIndex(pool, dataset, worker string, deadline time.Time) []string {
+	return []string{ttlKey(pool, deadline, "replica", worker, dataset)}
 }
 
 func (PoolView) indexKeys() []string { return nil }
@@ -233,8 +246,15 @@ var time0 time.Time
 
 // marshal encodes a row. encoding/json writes struct fields in order and
 // the views hold no maps, so equal views give equal bytes.
-func marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-func sortRows(rs []row) {
-	slices.SortFunc(rs, func(a, b row) int { return strings.Compare(a.key, b.key) })
+// The hot rows are encoded by hand, to the same bytes (see encode.go).
+func marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case EvalView:
+		return marshalEval(&v)
+	case AllocView:
+		return marshalAlloc(&v)
+	case WorkerView:
+		return marshalWorker(&v)
+	}
+	return json.Marshal(v)
 }

@@ -1,0 +1,61 @@
+package projections_test
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/line-sched/line/audit/audittest"
+	"github.com/line-sched/line/bootstrap"
+	"github.com/line-sched/line/projections"
+	"github.com/line-sched/line/testkit"
+)
+
+var (
+	rebuildEvals   = flag.Int("rebuild.evals", 50_000, "BenchmarkRebuild: evals of the c1m-shaped history (twice as many events)")
+	rebuildWorkers = flag.Int("rebuild.workers", 1_000, "BenchmarkRebuild: workers of the c1m-shaped history")
+)
+
+// BenchmarkRebuild rebuilds the views from offset 0 (Open with Rebuild,
+// default sync writes, until CatchUp) over a c1m-shaped history on the
+// embedded broker, and reports events/s.
+func BenchmarkRebuild(b *testing.B) {
+	emb := testkit.StartBroker(b)
+	cfg := testkit.Config(b)
+	ctx := context.Background()
+	if err := bootstrap.EnsureTopics(ctx, cfg, emb.Addrs()); err != nil {
+		b.Fatal(err)
+	}
+	hist, err := audittest.C1M(audittest.C1MOptions{Partitions: cfg.EventsPartitions, Workers: *rebuildWorkers, Evals: *rebuildEvals})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := audittest.Produce(ctx, emb.Addrs(), cfg.Topics.Events(), hist, 10_000); err != nil {
+		b.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.ResetTimer()
+	cpu0 := audittest.CPUTime()
+	for range b.N {
+		p, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: b.TempDir(), Rebuild: true, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		if err := p.CatchUp(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := audittest.CPUTime() - cpu0
+	b.ReportMetric(float64(len(hist)*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(len(hist)*b.N)/cpu.Seconds(), "events/cpu-s")
+}

@@ -1,0 +1,94 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/line-sched/line/audit/audittest"
+	"github.com/line-sched/line/events"
+)
+
+// TestEncodeRowsLikeEncodingJSON checks that the hand-written row encoders
+// give json.Marshal's bytes: for every row of simulated histories, and for
+// views filled with random and awkward values.
+func TestEncodeRowsLikeEncodingJSON(t *testing.T) {
+	check := func(v any) {
+		t.Helper()
+		got, err := marshal(v)
+		if err != nil {
+			t.Fatalf("marshal %#v: %v", v, err)
+		}
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("row encoded as\n  %s\nencoding/json gives\n  %s", got, want)
+		}
+	}
+	n := 0
+	for seed := uint64(1); seed <= 3; seed++ {
+		hist, err := audittest.Simulate(audittest.Options{Seed: seed, Steps: 400, Delayed: true, Disband: seed == 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFold()
+		for _, e := range hist {
+			_ = f.apply(e.Envelope, e.Position, nil)
+		}
+		rows, err := f.rows(f.all())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range f.st.Pools() {
+			for _, w := range p.Workers() {
+				check(workerView(p.ID, w))
+			}
+			for _, e := range p.Evals() {
+				check(evalView(p.ID, e))
+			}
+			for _, a := range p.Allocs() {
+				check(allocView(p.ID, a))
+			}
+		}
+		n += len(rows)
+	}
+	if n < 100 {
+		t.Fatalf("only %d rows in the simulated histories", n)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	awkward := []string{"", "a", "w-1", "é", "a\"b", `a\b`, "<x>", "a&b", "tab\there", "\u2028", "\x00", "\xff", "/%", "ok_id.2"}
+	s := func() string { return awkward[rng.IntN(len(awkward))] }
+	var ss func() []string
+	ss = func() []string {
+		switch rng.IntN(3) {
+		case 0:
+			return nil
+		case 1:
+			return []string{}
+		}
+		return []string{s(), s()}
+	}
+	for i := range 3000 {
+		check(EvalView{PoolID: s(), EvalID: s(), DatasetID: s(), Size: int64(i) - 5, Status: s(), Attempts: i % 4, NextAttempt: i % 3,
+			AllocID: s(), SubmittedAt: s(), QueuedAt: s(), EndedAt: s(), Reason: s(), Result: s(), Position: s()})
+		var payload json.RawMessage
+		if i%7 == 0 {
+			payload = json.RawMessage(fmt.Sprintf(`{"k": "<%d>"}`, i))
+		}
+		check(EvalView{PoolID: s(), EvalID: s(), Payload: payload})
+		var c *CompletionView
+		if i%5 == 0 {
+			code := int32(i)
+			c = &CompletionView{Status: events.CompletionStatus(s()), ExitCode: &code, Message: s()}
+		}
+		check(AllocView{PoolID: s(), AllocID: s(), EvalID: s(), WorkerID: s(), DatasetID: s(), Size: int64(i), Attempt: i % 3,
+			Deadline: s(), Status: s(), PlacedAt: s(), EndedAt: s(), Topic: s(), Completion: c, ExpiryReason: s(),
+			Placement: PlacementView{Strategy: events.Strategy(s()), Locality: events.Locality(s()), Candidates: i, WaitedMs: int64(i) * 3, Basis: -int64(i)}})
+		check(WorkerView{PoolID: s(), WorkerID: s(), Capacity: int64(i), Used: int64(i / 2), Free: int64(i - i/2), Deadline: s(), Topic: s(),
+			RegisteredAt: s(), Datasets: ss(), RunningAllocs: ss()})
+	}
+}
