@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -115,6 +116,9 @@ type Stats struct {
 	// WarmedTopics counts the alloc topics whose metadata was loaded
 	// ahead of the rounds delivering to them (see warmTopics).
 	WarmedTopics int64
+	// Predecoded counts records decoded on several cores ahead of their
+	// fold while their partition was being rebuilt (see predecode).
+	Predecoded int64
 }
 
 // Loop is one scheduler instance.
@@ -469,6 +473,7 @@ func (l *Loop) round(ctx context.Context) error {
 			l.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		}
 	})
+	decoded := l.predecode(fetches)
 	l.mu.Lock()
 	// Copies of an aborted round go again, for partitions still owned
 	// (a new owner copies what was not committed itself).
@@ -484,8 +489,16 @@ func (l *Loop) round(ctx context.Context) error {
 		if part == nil || foldErr != nil {
 			return
 		}
-		for _, r := range fp.Records {
-			q, err := l.applyLocked(ctx, part, r)
+		pre := decoded[fp.Partition]
+		if pre != nil {
+			l.stats.Predecoded += int64(len(pre))
+		}
+		for i, r := range fp.Records {
+			var d *decodedRecord
+			if pre != nil {
+				d = &pre[i]
+			}
+			q, err := l.applyLocked(ctx, part, r, d)
 			if err != nil {
 				foldErr = err
 				return
@@ -531,7 +544,7 @@ func (l *Loop) round(ctx context.Context) error {
 // record for a record that cannot be decoded. It fails only if a conflict
 // with placements applied ahead could not be resolved (see refoldLocked) or
 // if a placement applied ahead is not on the log where it was committed.
-func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) (*kgo.Record, error) {
+func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record, pre *decodedRecord) (*kgo.Record, error) {
 	if r.Offset < part.next {
 		return nil, nil // re-delivered after an aborted transaction: already folded
 	}
@@ -553,7 +566,15 @@ func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record) 
 	}
 	l.stats.Applied++
 	pos := events.Position{Partition: r.Partition, Offset: r.Offset}
-	e, err := events.FromRecord(r)
+	var (
+		e   events.Envelope
+		err error
+	)
+	if pre != nil && pre.done {
+		e, err = pre.e, pre.err
+	} else {
+		e, err = events.FromRecord(r)
+	}
 	if err != nil {
 		l.stats.Poison++
 		if r.Offset < part.quarantineFrom {
@@ -1120,4 +1141,62 @@ func marshalRecord(v any) []byte {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v) // plain struct: cannot fail
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// decodedRecord is a record decoded ahead of its fold (done when it was).
+type decodedRecord struct {
+	e    events.Envelope
+	err  error
+	done bool
+}
+
+// predecodeMin is the smallest batch of a rebuilding partition worth
+// decoding on several cores.
+const predecodeMin = 512
+
+// predecode decodes, on every core, the records of the partitions that are
+// still being rebuilt (a takeover's catch-up reads up to a whole history in
+// batches of MaxPollRecords), so that the fold that follows, which must run
+// in log order on one goroutine, only applies. Other partitions' records
+// are decoded where they are folded: most of them are this instance's own
+// placements, compared byte for byte and never decoded. It returns, by
+// partition, one slot per fetched record, nil for partitions it left alone.
+// Decoding is pure, so doing it early changes nothing but when.
+func (l *Loop) predecode(fetches kgo.Fetches) map[int32][]decodedRecord {
+	var todo []kgo.FetchTopicPartition
+	l.mu.Lock()
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		part := l.parts[fp.Partition]
+		if part != nil && len(fp.Records) >= predecodeMin && (part.ready < 0 || part.next < part.ready) {
+			todo = append(todo, fp)
+		}
+	})
+	l.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	out := make(map[int32][]decodedRecord, len(todo))
+	var wg sync.WaitGroup
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	for _, fp := range todo {
+		slots := make([]decodedRecord, len(fp.Records))
+		out[fp.Partition] = slots
+		chunk := (len(fp.Records) + workers - 1) / workers
+		for lo := 0; lo < len(fp.Records); lo += chunk {
+			hi := min(lo+chunk, len(fp.Records))
+			wg.Add(1)
+			go func(recs []*kgo.Record, slots []decodedRecord) {
+				defer wg.Done()
+				for i, r := range recs {
+					if r.Attrs.IsControl() {
+						continue
+					}
+					slots[i].e, slots[i].err = events.FromRecord(r)
+					slots[i].done = true
+				}
+			}(fp.Records[lo:hi], slots[lo:hi])
+		}
+	}
+	wg.Wait()
+	return out
 }
