@@ -193,6 +193,9 @@ func (r *Runner) takeover(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 		env := append(systemEnv(h.dir+"/data"), "LINE_KAFKA_BROKERS="+h.brokers[0], "LINE_SCHEDULER_ID=bench-takeover")
+		if o.MemoryLimit != "" {
+			env = append(env, "GOMEMLIMIT="+o.MemoryLimit) // as every line service of the bench
+		}
 		t0 := time.Now()
 		s, err := startChild(ctx, o.Launch, RoleScheduler, env, fmt.Sprintf("%s/scheduler-run%d.log", h.dir, run))
 		if err != nil {
