@@ -285,7 +285,7 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 func (p *Pool) endAlloc(a *Alloc, status allocCode, at time.Time) {
 	p.ttl.remove(allocTTL(a))
 	a.status = status
-	a.more().endedAt = at
+	a.more().endedAt = toStamp(at)
 	if w := p.workers[a.WorkerID()]; w != nil && w.Running[a.ID] != nil {
 		delete(w.Running, a.ID)
 		w.Used -= a.Size

@@ -10,6 +10,9 @@ import "time"
 // bit set. Times come back in UTC.
 type stamp int64
 
+// zeroStamp holds the zero time.
+var zeroStamp = toStamp(time.Time{})
+
 func toStamp(t time.Time) stamp {
 	if t.Nanosecond()%int(time.Millisecond) == 0 {
 		return stamp(t.UnixMilli() << 1)

@@ -45,6 +45,12 @@ func TestAllocKeepsRareValues(t *testing.T) {
 	if a.Topic() != "line.allocs" {
 		t.Errorf("topic %q, want the placement's", a.Topic())
 	}
+	if !a.EndedAt().IsZero() {
+		t.Errorf("running alloc with its rare part set ended at %v", a.EndedAt())
+	}
+	if ev := (&Eval{}); ev.more() != nil && !ev.EndedAt().IsZero() {
+		t.Errorf("eval with its rare part set ended at %v", ev.EndedAt())
+	}
 	b := &Alloc{ID: "a2", worker: w}
 	pl2 := Placement{Strategy: events.Binpack, Locality: events.LocalityMiss, Candidates: candidatesElsewhere}
 	b.setPlacement(pl2)

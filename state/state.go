@@ -276,14 +276,14 @@ type Eval struct {
 // evalExtra is the rarely set part of an eval.
 type evalExtra struct {
 	payload json.RawMessage
-	endedAt time.Time
+	endedAt stamp
 	reason  string
 	result  events.CompletionStatus
 }
 
 func (ev *Eval) more() *evalExtra {
 	if ev.extra == nil {
-		ev.extra = &evalExtra{}
+		ev.extra = &evalExtra{endedAt: zeroStamp}
 	}
 	return ev.extra
 }
@@ -310,7 +310,7 @@ func (ev *Eval) EndedAt() time.Time {
 	if ev.extra == nil {
 		return time.Time{}
 	}
-	return ev.extra.endedAt
+	return ev.extra.endedAt.time()
 }
 
 // Reason says why the eval was rejected, requeued or dead-lettered.
@@ -332,7 +332,7 @@ func (ev *Eval) Result() events.CompletionStatus {
 // end moves ev to a final status at time at.
 func (ev *Eval) end(status evalCode, at time.Time) {
 	ev.status = status
-	ev.more().endedAt = at
+	ev.more().endedAt = toStamp(at)
 }
 
 // setReason sets the reason (an empty one allocates nothing).
@@ -401,7 +401,7 @@ type Alloc struct {
 
 // allocExtra is the rarely set part of an alloc.
 type allocExtra struct {
-	endedAt      time.Time
+	endedAt      stamp
 	completion   *events.AllocCompletedData
 	expiryReason string
 	// topic is set when the placement named a topic other than its
@@ -417,7 +417,7 @@ type allocExtra struct {
 
 func (a *Alloc) more() *allocExtra {
 	if a.extra == nil {
-		a.extra = &allocExtra{}
+		a.extra = &allocExtra{endedAt: zeroStamp}
 	}
 	return a.extra
 }
@@ -447,7 +447,7 @@ func (a *Alloc) EndedAt() time.Time {
 	if a.extra == nil {
 		return time.Time{}
 	}
-	return a.extra.endedAt
+	return a.extra.endedAt.time()
 }
 
 // Completion is set once the worker completed the alloc.
