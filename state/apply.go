@@ -140,6 +140,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.free.remove(w)
 		p.ttl.remove(workerTTL(w))
 		delete(p.workers, w.ID)
+		// Its allocs keep the worker for its id and topic: drop its (now
+		// empty) maps so that their buckets do not stay with it.
+		w.Running, w.Replicas = nil, nil
 	case events.ReplicaExpiredData:
 		w := p.workers[d.WorkerID]
 		if w == nil {
