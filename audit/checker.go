@@ -162,11 +162,11 @@ func (k *check) before() {
 	case events.PoolDeletedData:
 		k.evalsBefore = make(map[state.EvalStatus]int64)
 		for _, ev := range p.Evals() {
-			k.evalsBefore[ev.Status]++
+			k.evalsBefore[ev.Status()]++
 		}
 		k.allocsBefore = make(map[state.AllocStatus]int64)
 		for _, a := range p.Allocs() {
-			k.allocsBefore[a.Status]++
+			k.allocsBefore[a.Status()]++
 		}
 	}
 }
@@ -178,11 +178,11 @@ func (k *check) ending(id, what string) {
 	case a == nil:
 		k.flag(KindUnknownAlloc, true, "%s of unknown alloc %s", what, id)
 		return
-	case a.Status != state.AllocRunning:
-		k.flag(KindAllocNotLive, true, "%s of alloc %s, which already %s at %s", what, id, a.Status, events.FormatTime(a.EndedAt))
+	case a.Status() != state.AllocRunning:
+		k.flag(KindAllocNotLive, true, "%s of alloc %s, which already %s at %s", what, id, a.Status(), events.FormatTime(a.EndedAt()))
 		return
 	}
-	if w := k.p.Worker(a.WorkerID); w != nil && w.Running[a.ID] != nil {
+	if w := k.p.Worker(a.WorkerID()); w != nil && w.Running[a.ID] != nil {
 		k.worker, k.wasRunning = w, true
 	}
 }
@@ -218,7 +218,7 @@ func (k *check) placed(d events.AllocPlacedData) {
 	}
 	k.worker = w
 	ev := p.Eval(d.EvalID)
-	if ev == nil || ev.Status != state.EvalPending || ev.Size != d.Size || ev.NextAttempt != d.Attempt || p.Alloc(d.AllocID) != nil {
+	if ev == nil || ev.Status() != state.EvalPending || ev.Size != d.Size || ev.NextAttempt != d.Attempt || p.Alloc(d.AllocID) != nil {
 		return // the fold rejects it; the rejection is the violation
 	}
 	ds := ev.DatasetID

@@ -255,7 +255,7 @@ func allocOf(p *state.Pool, id string) string {
 		return ""
 	}
 	if a := p.Alloc(id); a != nil {
-		return fmt.Sprintf(" (eval %s on %s)", a.EvalID, a.WorkerID)
+		return fmt.Sprintf(" (eval %s on %s)", a.EvalID, a.WorkerID())
 	}
 	return ""
 }

@@ -58,10 +58,10 @@ func (c *Checker) Summary() Summary {
 		s.Pools[p.Status]++
 		s.Workers += int64(p.NumWorkers())
 		for _, ev := range p.Evals() {
-			s.Evals[ev.Status]++
+			s.Evals[ev.Status()]++
 		}
 		for _, a := range p.Allocs() {
-			s.Allocs[a.Status]++
+			s.Allocs[a.Status()]++
 		}
 	}
 	for k, n := range c.sum.violations {

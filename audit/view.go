@@ -90,23 +90,23 @@ func ViewPool(p *state.Pool, at time.Time) PoolView {
 	}
 	p.Queue().Each(func(e *state.Eval) bool {
 		v.Queue = append(v.Queue, QueuedEval{ID: e.ID, Size: e.Size, Dataset: e.DatasetID, Attempt: e.NextAttempt,
-			QueuedAt: e.QueuedAt, WaitingMs: max(int64(at.Sub(e.QueuedAt)/time.Millisecond), 0)})
+			QueuedAt: e.QueuedAt(), WaitingMs: max(int64(at.Sub(e.QueuedAt())/time.Millisecond), 0)})
 		return true
 	})
 	for _, s := range state.EvalStatuses {
 		v.Evals[string(s)] = 0
 	}
 	for _, e := range p.Evals() {
-		v.Evals[string(e.Status)]++
+		v.Evals[string(e.Status())]++
 	}
 	for _, s := range []state.AllocStatus{state.AllocRunning, state.AllocCompleted, state.AllocExpired} {
 		v.Allocs[string(s)] = 0
 	}
 	for _, a := range p.Allocs() {
-		v.Allocs[string(a.Status)]++
-		if a.Status == state.AllocRunning {
-			v.Running = append(v.Running, AllocView{ID: a.ID, Eval: a.EvalID, Worker: a.WorkerID, Size: a.Size,
-				Attempt: a.Attempt, Locality: a.Placement.Locality, PlacedAt: a.PlacedAt, Deadline: a.Deadline})
+		v.Allocs[string(a.Status())]++
+		if a.Status() == state.AllocRunning {
+			v.Running = append(v.Running, AllocView{ID: a.ID, Eval: a.EvalID, Worker: a.WorkerID(), Size: a.Size,
+				Attempt: a.Attempt, Locality: a.Placement().Locality, PlacedAt: a.PlacedAt(), Deadline: a.Deadline()})
 		}
 	}
 	for _, e := range p.AwaitingRetryEvals() {

@@ -271,7 +271,7 @@ func (w *WhatIf) complete(sim *meter, due *dueHeap, now time.Time) {
 	for due.Len() > 0 && !(*due)[0].at.After(now) {
 		d := heap.Pop(due).(dueAlloc)
 		if p := sim.st.Pool(d.pool); p != nil {
-			if a := p.Alloc(d.alloc); a != nil && a.Status == state.AllocRunning {
+			if a := p.Alloc(d.alloc); a != nil && a.Status() == state.AllocRunning {
 				_ = sim.apply(events.New(d.pool, d.at, events.AllocCompletedData{AllocID: d.alloc, Status: events.Succeeded}))
 			}
 		}

@@ -463,7 +463,7 @@ func TestCompleteAlloc(t *testing.T) {
 	}
 	e.svc.View().Read(func(st *state.State) {
 		a := st.Pool("pc").Alloc("al-1")
-		if a == nil || a.Status != state.AllocRunning || st.Pool("pc").Worker("w").Used != 3 {
+		if a == nil || a.Status() != state.AllocRunning || st.Pool("pc").Worker("w").Used != 3 {
 			t.Fatalf("the fold did not accept the placement: alloc %+v", a)
 		}
 	})

@@ -625,8 +625,8 @@ func (s *Service) CompleteAlloc(ctx context.Context, pool, alloc string, c Compl
 			if a == nil {
 				return notFound("alloc_not_found", "alloc %s does not exist in pool %s", alloc, pool)
 			}
-			if a.Status != state.AllocRunning {
-				return conflict("alloc_"+string(a.Status), "alloc %s is already %s; nothing to complete", alloc, a.Status)
+			if a.Status() != state.AllocRunning {
+				return conflict("alloc_"+string(a.Status()), "alloc %s is already %s; nothing to complete", alloc, a.Status())
 			}
 			return nil
 		})

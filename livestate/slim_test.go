@@ -94,16 +94,16 @@ func TestSlimFoldsTheSame(t *testing.T) {
 	}
 	for _, ev := range fp.Evals() {
 		s := sp.Eval(ev.ID)
-		if s == nil || s.Status != ev.Status || s.Position != ev.Position || s.AllocID != ev.AllocID || s.Size != ev.Size || s.DatasetID != ev.DatasetID {
+		if s == nil || s.Status() != ev.Status() || s.Position != ev.Position || s.AllocID != ev.AllocID || s.Size != ev.Size || s.DatasetID != ev.DatasetID {
 			t.Errorf("eval %s: full %+v, slimmed %+v", ev.ID, ev, s)
 		}
-		if s != nil && len(s.Payload) != 0 {
+		if s != nil && len(s.Payload()) != 0 {
 			t.Errorf("eval %s keeps its payload in the slimmed fold", ev.ID)
 		}
 	}
 	for _, a := range fp.Allocs() {
 		s := sp.Alloc(a.ID)
-		if s == nil || s.Status != a.Status || s.WorkerID != a.WorkerID || s.Topic != a.Topic || s.Placement.Locality != a.Placement.Locality {
+		if s == nil || s.Status() != a.Status() || s.WorkerID() != a.WorkerID() || s.Topic() != a.Topic() || s.Placement().Locality != a.Placement().Locality {
 			t.Errorf("alloc %s: full %+v, slimmed %+v", a.ID, a, s)
 		}
 	}

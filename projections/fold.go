@@ -74,7 +74,7 @@ func (t *touched) eval(p *state.Pool, pool, id string) {
 	var b before
 	if p != nil {
 		if e := p.Eval(id); e != nil {
-			b = before{exists: true, index: evalIndex(pool, e.ID, string(e.Status))}
+			b = before{exists: true, index: evalIndex(pool, e.ID, string(e.Status()))}
 		}
 	}
 	t.evals[k] = b
@@ -88,7 +88,7 @@ func (t *touched) alloc(p *state.Pool, pool, id string) {
 	var b before
 	if p != nil {
 		if a := p.Alloc(id); a != nil {
-			b = before{exists: true, index: allocIndex(pool, a.ID, string(a.Status), a.Deadline)}
+			b = before{exists: true, index: allocIndex(pool, a.ID, string(a.Status()), a.Deadline())}
 		}
 	}
 	t.allocs[k] = b
@@ -205,7 +205,7 @@ func (f *fold) touchAlloc(p *state.Pool, pool, id string, t *touched) {
 	}
 	if a := p.Alloc(id); a != nil {
 		t.eval(p, pool, a.EvalID)
-		t.worker(p, pool, a.WorkerID)
+		t.worker(p, pool, a.WorkerID())
 	}
 }
 

@@ -167,20 +167,20 @@ func workerView(pool string, w *state.Worker) WorkerView {
 }
 
 func evalView(pool string, e *state.Eval) EvalView {
-	return EvalView{PoolID: pool, EvalID: e.ID, DatasetID: e.DatasetID, Size: e.Size, Status: string(e.Status),
-		Attempts: e.Attempts, NextAttempt: e.NextAttempt, AllocID: e.AllocID, SubmittedAt: ts(e.SubmittedAt),
-		QueuedAt: ts(e.QueuedAt), EndedAt: ts(e.EndedAt), Reason: e.Reason, Result: string(e.Result),
-		Position: e.Position.String(), Payload: e.Payload}
+	return EvalView{PoolID: pool, EvalID: e.ID, DatasetID: e.DatasetID, Size: e.Size, Status: string(e.Status()),
+		Attempts: e.Attempts, NextAttempt: e.NextAttempt, AllocID: e.AllocID, SubmittedAt: ts(e.SubmittedAt()),
+		QueuedAt: ts(e.QueuedAt()), EndedAt: ts(e.EndedAt()), Reason: e.Reason(), Result: string(e.Result()),
+		Position: e.Position.String(), Payload: e.Payload()}
 }
 
 func allocView(pool string, a *state.Alloc) AllocView {
-	pl := a.Placement
-	v := AllocView{PoolID: pool, AllocID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID, DatasetID: a.DatasetID,
-		Size: a.Size, Attempt: a.Attempt, Deadline: ts(a.Deadline), Status: string(a.Status), PlacedAt: ts(a.PlacedAt),
-		EndedAt: ts(a.EndedAt), Topic: a.Topic, ExpiryReason: a.ExpiryReason,
+	pl := a.Placement()
+	v := AllocView{PoolID: pool, AllocID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID(), DatasetID: a.DatasetID,
+		Size: a.Size, Attempt: a.Attempt, Deadline: ts(a.Deadline()), Status: string(a.Status()), PlacedAt: ts(a.PlacedAt()),
+		EndedAt: ts(a.EndedAt()), Topic: a.Topic(), ExpiryReason: a.ExpiryReason(),
 		Placement: PlacementView{Strategy: pl.Strategy, Locality: pl.Locality, Candidates: pl.Candidates,
 			WaitedMs: int64(pl.WaitedMs), Basis: pl.Basis}}
-	if c := a.Completion; c != nil {
+	if c := a.Completion(); c != nil {
 		v.Completion = &CompletionView{Status: c.Status, ExitCode: c.ExitCode, Message: c.Message}
 	}
 	return v

@@ -21,6 +21,6 @@ func TestCatchUpToTransactionalTail(t *testing.T) {
 	}
 	startLoop(t, e.cfg, e.brokers, "one")
 	e.waitView(15*time.Second, "both evals placed", func(st *state.State) bool {
-		return evalOf(st, pool, "e1").Status == state.EvalPlaced && evalOf(st, pool, "e2").Status == state.EvalPlaced
+		return evalOf(st, pool, "e1").Status() == state.EvalPlaced && evalOf(st, pool, "e2").Status() == state.EvalPlaced
 	})
 }

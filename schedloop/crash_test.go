@@ -77,7 +77,7 @@ func (s *stream) placed(e *env) int {
 		for _, id := range s.pools {
 			if p := st.Pool(id); p != nil {
 				for _, ev := range p.Evals() {
-					if ev.Status == state.EvalPlaced {
+					if ev.Status() == state.EvalPlaced {
 						n++
 					}
 				}
@@ -138,8 +138,8 @@ func (s *stream) assertExactlyOnce(e *env) {
 	for _, p := range s.pools {
 		pool := f.st.Pool(p)
 		for _, ev := range pool.Evals() {
-			if ev.Status != state.EvalPlaced || ev.Attempts != 1 {
-				t.Errorf("pool %s eval %s: %s after %d attempts, want placed once", p, ev.ID, ev.Status, ev.Attempts)
+			if ev.Status() != state.EvalPlaced || ev.Attempts != 1 {
+				t.Errorf("pool %s eval %s: %s after %d attempts, want placed once", p, ev.ID, ev.Status(), ev.Attempts)
 			}
 		}
 	}

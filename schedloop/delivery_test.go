@@ -43,7 +43,7 @@ func TestDeliveryToWorkerTopics(t *testing.T) {
 			}
 			k := 0
 			for _, ev := range p.Evals() {
-				if ev.Status == state.EvalPlaced || ev.Status == state.EvalCompleted {
+				if ev.Status() == state.EvalPlaced || ev.Status() == state.EvalCompleted {
 					k++
 				}
 			}
@@ -64,7 +64,7 @@ func TestDeliveryToWorkerTopics(t *testing.T) {
 		for _, id := range []string{"d-1", "d-2", "d-3"} {
 			ev := st.Pool(pool).Eval(id)
 			a := st.Pool(pool).Alloc(ev.AllocID)
-			if a == nil || a.WorkerID != "wa" || a.Placement.Locality != events.LocalityHit {
+			if a == nil || a.WorkerID() != "wa" || a.Placement().Locality != events.LocalityHit {
 				t.Errorf("eval %s: alloc %+v, want it on wa with locality hit", id, a)
 			}
 		}
@@ -95,7 +95,7 @@ func TestDeliveryToWorkerTopics(t *testing.T) {
 	e.view(func(st *state.State) { allocD1 = evalOf(st, pool, "d-1").AllocID })
 	e.do("POST", "/v1/pools/"+pool+"/allocs/"+allocD1+"/complete", map[string]any{"status": "succeeded"}, 202)
 	e.waitView(20*time.Second, "d-5 placed", func(st *state.State) bool {
-		return evalOf(st, pool, "d-5").Status == state.EvalPlaced
+		return evalOf(st, pool, "d-5").Status() == state.EvalPlaced
 	})
 	time.Sleep(500 * time.Millisecond)
 	if c := e.countEvals(pool); c[state.EvalPending] != 1 || c[state.EvalPlaced] != 8 || c[state.EvalCompleted] != 1 {

@@ -38,7 +38,7 @@ func TestDisbandRejectsAndDeletes(t *testing.T) {
 	var running, pending []string
 	e.view(func(st *state.State) {
 		for _, ev := range st.Pool(pool).Evals() {
-			switch ev.Status {
+			switch ev.Status() {
 			case state.EvalPlaced:
 				running = append(running, ev.ID)
 			case state.EvalPending:
@@ -53,7 +53,7 @@ func TestDisbandRejectsAndDeletes(t *testing.T) {
 	e.do("DELETE", "/v1/pools/"+pool, nil, 202)
 	e.waitView(20*time.Second, "pending evals rejected", func(st *state.State) bool {
 		p := st.Pool(pool)
-		return p.Status == state.PoolDeleted || (p.Eval("e3").Status == state.EvalRejected && p.Eval("e4").Status == state.EvalRejected)
+		return p.Status == state.PoolDeleted || (p.Eval("e3").Status() == state.EvalRejected && p.Eval("e4").Status() == state.EvalRejected)
 	})
 	adm := testkit.Admin(t, e.brokers)
 	deadline := time.Now().Add(30 * time.Second)

@@ -79,10 +79,10 @@ func TestExpiryRequeueOnOtherWorker(t *testing.T) {
 	e.submit(pool, evalReq{ID: "e1", Payload: `{"job":1}`})
 	alloc1 := scheduler.AllocID(pool, "e1", 1)
 	e.waitView(30*time.Second, "e1 placed", func(st *state.State) bool {
-		return evalOf(st, pool, "e1").Status == state.EvalPlaced
+		return evalOf(st, pool, "e1").Status() == state.EvalPlaced
 	})
 	e.view(func(st *state.State) {
-		if a := st.Pool(pool).Alloc(alloc1); a == nil || a.WorkerID != "wa" {
+		if a := st.Pool(pool).Alloc(alloc1); a == nil || a.WorkerID() != "wa" {
 			t.Fatalf("first attempt: alloc %+v, want %s on wa", a, alloc1)
 		}
 	})
@@ -91,7 +91,7 @@ func TestExpiryRequeueOnOtherWorker(t *testing.T) {
 	alloc2 := scheduler.AllocID(pool, "e1", 2)
 	e.waitView(20*time.Second, "e1 placed again", func(st *state.State) bool {
 		ev := evalOf(st, pool, "e1")
-		return ev.Status == state.EvalPlaced && ev.Attempts == 2
+		return ev.Status() == state.EvalPlaced && ev.Attempts == 2
 	})
 	// The alloc topic of wa goes away, but only once worker.expired is
 	// on the log (read_committed).
@@ -111,7 +111,7 @@ func TestExpiryRequeueOnOtherWorker(t *testing.T) {
 	time.Sleep(2*e.cfg.AllocTTL + 500*time.Millisecond)
 	e.view(func(st *state.State) {
 		a := st.Pool(pool).Alloc(alloc2)
-		if a == nil || a.WorkerID != "wb" || a.Status != state.AllocRunning || a.Attempt != 2 {
+		if a == nil || a.WorkerID() != "wb" || a.Status() != state.AllocRunning || a.Attempt != 2 {
 			t.Errorf("second attempt: alloc %+v, want %s running on wb with attempt 2", a, alloc2)
 		}
 	})
@@ -167,7 +167,7 @@ func TestExpiryDeadLetter(t *testing.T) {
 	const payload = `{"job":"dl","n":[1,2]}`
 	e.submit(pool, evalReq{ID: "e1", Dataset: "ds-1", Size: 1, Payload: payload})
 	e.waitView(40*time.Second, "e1 dead-lettered", func(st *state.State) bool {
-		return evalOf(st, pool, "e1").Status == state.EvalDeadLettered
+		return evalOf(st, pool, "e1").Status() == state.EvalDeadLettered
 	})
 	time.Sleep(time.Second) // no third attempt comes
 

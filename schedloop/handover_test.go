@@ -31,7 +31,7 @@ func TestRebuildBehindOpenTransaction(t *testing.T) {
 	topic := e.registerWorker(pool, "w1", 10)
 	e.submit(pool, evalReq{ID: "e1"})
 	e.waitView(15*time.Second, "e1 submitted", func(st *state.State) bool {
-		return evalOf(st, pool, "e1").Status == state.EvalPending
+		return evalOf(st, pool, "e1").Status() == state.EvalPending
 	})
 
 	// The first scheduler decides to place e1; its first record waits (a
@@ -150,7 +150,7 @@ func TestRoundNotCommittedDecidedAgainOnce(t *testing.T) {
 	defer fault.Remove()
 	e.submit(pool, evalReq{ID: "e1"})
 	e.waitView(20*time.Second, "e1 placed", func(st *state.State) bool {
-		return evalOf(st, pool, "e1").Status == state.EvalPlaced
+		return evalOf(st, pool, "e1").Status() == state.EvalPlaced
 	})
 	if fault.Hits() != 1 {
 		t.Fatalf("the EndTxn fault hit %d times, want 1", fault.Hits())

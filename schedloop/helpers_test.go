@@ -196,7 +196,7 @@ func (e *env) countEvals(pool string) map[state.EvalStatus]int {
 	e.view(func(st *state.State) {
 		if p := st.Pool(pool); p != nil {
 			for _, ev := range p.Evals() {
-				out[ev.Status]++
+				out[ev.Status()]++
 			}
 		}
 	})

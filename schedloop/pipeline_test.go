@@ -125,7 +125,7 @@ func TestPipelinedRoundsFoldExactly(t *testing.T) {
 			var ids []string
 			e.view(func(st *state.State) {
 				for _, a := range st.Pool(pool).Allocs() {
-					if a.Status == state.AllocRunning && len(ids) < 40 {
+					if a.Status() == state.AllocRunning && len(ids) < 40 {
 						ids = append(ids, a.ID)
 					}
 				}
@@ -149,7 +149,7 @@ func TestPipelinedRoundsFoldExactly(t *testing.T) {
 	e.waitView(2*testkit.Timeout, "every eval placed or completed", func(st *state.State) bool {
 		n := 0
 		for _, ev := range st.Pool(pool).Evals() {
-			if ev.Status == state.EvalPlaced || ev.Status == state.EvalCompleted {
+			if ev.Status() == state.EvalPlaced || ev.Status() == state.EvalCompleted {
 				n++
 			}
 		}
@@ -230,7 +230,7 @@ func TestPipelineConflictFoldsAgain(t *testing.T) {
 	})
 	e.submit(pool, evalReq{ID: "first", Size: 1})
 	e.waitView(testkit.Timeout, "first placed", func(st *state.State) bool {
-		return evalOf(st, pool, "first").Status == state.EvalPlaced
+		return evalOf(st, pool, "first").Status() == state.EvalPlaced
 	})
 	if !injected.Load() {
 		t.Fatal("the heartbeat was not injected")
@@ -241,7 +241,7 @@ func TestPipelineConflictFoldsAgain(t *testing.T) {
 	}
 	e.waitView(testkit.Timeout, "the next evals placed", func(st *state.State) bool {
 		for i := range 5 {
-			if evalOf(st, pool, fmt.Sprintf("next%d", i)).Status != state.EvalPlaced {
+			if evalOf(st, pool, fmt.Sprintf("next%d", i)).Status() != state.EvalPlaced {
 				return false
 			}
 		}

@@ -30,7 +30,7 @@ func TestPoisonRecordQuarantined(t *testing.T) {
 	placed := func(ids ...string) func(*state.State) bool {
 		return func(st *state.State) bool {
 			for _, id := range ids {
-				if ev := st.Pool(pool).Eval(id); ev == nil || ev.Status != state.EvalPlaced {
+				if ev := st.Pool(pool).Eval(id); ev == nil || ev.Status() != state.EvalPlaced {
 					return false
 				}
 			}

@@ -75,10 +75,10 @@ func TestSharedDelivery(t *testing.T) {
 	e.view(func(st *state.State) {
 		for _, a := range st.Pool("sh").Allocs() {
 			if !seen[a.ID] {
-				t.Errorf("alloc %s (eval %s, worker %s) not on %s", a.ID, a.EvalID, a.WorkerID, shared)
+				t.Errorf("alloc %s (eval %s, worker %s) not on %s", a.ID, a.EvalID, a.WorkerID(), shared)
 			}
-			if a.Topic != shared {
-				t.Errorf("alloc.placed of %s names topic %q, want %q", a.ID, a.Topic, shared)
+			if a.Topic() != shared {
+				t.Errorf("alloc.placed of %s names topic %q, want %q", a.ID, a.Topic(), shared)
 			}
 		}
 		if len(seen) != len(st.Pool("sh").Allocs()) {

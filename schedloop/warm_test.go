@@ -109,7 +109,7 @@ func TestWarmTopicsOnCatchUp(t *testing.T) {
 		id := fmt.Sprintf("e%03d", i)
 		e.submit("warm", evalReq{ID: id, Size: 1})
 		e.waitView(testkit.Timeout, "eval "+id+" placed", func(st *state.State) bool {
-			return evalOf(st, "warm", id).Status == state.EvalPlaced
+			return evalOf(st, "warm", id).Status() == state.EvalPlaced
 		})
 	}
 	after := meta.n.Load()
@@ -129,7 +129,7 @@ func TestWarmTopicsOnCatchUp(t *testing.T) {
 	delivered := map[string]bool{}
 	e.view(func(st *state.State) {
 		for _, a := range st.Pool("warm").Allocs() {
-			delivered[a.Topic] = true
+			delivered[a.Topic()] = true
 		}
 	})
 	if len(delivered) != evals {

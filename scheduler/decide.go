@@ -219,14 +219,14 @@ func (r *round) disband() {
 func (r *round) retry() {
 	r.p.EachAwaitingRetry(func(e *state.Eval) bool {
 		why := "alloc expired"
-		if a := r.p.Alloc(e.AllocID); a != nil && a.ExpiryReason != "" {
-			why += ": " + a.ExpiryReason
+		if a := r.p.Alloc(e.AllocID); a != nil && a.ExpiryReason() != "" {
+			why += ": " + a.ExpiryReason()
 		}
 		if e.Attempts >= r.cfg.MaxRetry {
 			reason := fmt.Sprintf("%s; %d of %d attempts used", why, e.Attempts, r.cfg.MaxRetry)
 			r.emit(events.EvalDeadLetteredData{EvalID: e.ID, AllocID: e.AllocID, Attempts: e.Attempts, Reason: reason})
 			r.d.DeadLetters = append(r.d.DeadLetters, events.DeadLetterRecord{PoolID: r.p.ID, EvalID: e.ID,
-				DatasetID: e.DatasetID, Size: e.Size, Attempts: e.Attempts, Reason: reason, Payload: e.Payload, At: r.now})
+				DatasetID: e.DatasetID, Size: e.Size, Attempts: e.Attempts, Reason: reason, Payload: e.Payload(), At: r.now})
 			r.d.Stats.DeadLettered++
 			return true
 		}
@@ -266,7 +266,7 @@ func (r *round) expire() {
 	for _, w := range workers {
 		gone[w] = true
 		for _, a := range w.RunningAllocs() {
-			if !a.Deadline.After(r.now) {
+			if !a.Deadline().After(r.now) {
 				continue // expired above
 			}
 			r.emit(events.AllocExpiredData{AllocID: a.ID, Reason: ReasonWorkerExpired})
@@ -366,7 +366,7 @@ func (r *round) placeOne(e *state.Eval, strategy events.Strategy, localityWait t
 		switch {
 		case chosen != nil:
 			locality = localityHit
-		case eligible > 0 && r.now.Sub(e.QueuedAt) < localityWait:
+		case eligible > 0 && r.now.Sub(e.QueuedAt()) < localityWait:
 			r.d.Stats.LocalityWaits++
 			return
 		}
@@ -420,9 +420,9 @@ func (r *round) emitPlacements(strategy events.Strategy) {
 			r.d.Events = append(r.d.Events, events.AllocPlacedData{AllocID: id, EvalID: e.ID, WorkerID: w.ID,
 				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Deadline: deadline, Topic: w.Topic,
 				Strategy: strategy, Locality: localities[pl.locality], Candidates: int(pl.candidates),
-				WaitedMs: events.ToMillis(max(r.now.Sub(e.QueuedAt), 0))})
+				WaitedMs: events.ToMillis(max(r.now.Sub(e.QueuedAt()), 0))})
 			r.d.Deliveries[i] = events.AllocRecord{AllocID: id, EvalID: e.ID, PoolID: r.p.ID, WorkerID: w.ID,
-				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Payload: e.Payload, Deadline: deadline}
+				DatasetID: e.DatasetID, Size: e.Size, Attempt: e.NextAttempt, Payload: e.Payload(), Deadline: deadline}
 			switch pl.locality {
 			case localityHit:
 				r.d.Stats.LocalityHits++
@@ -494,7 +494,7 @@ func (r *round) reserve() {
 	}
 	var cands []*state.Eval
 	r.p.Queue().Sizes(r.rank.maxFree()+1, math.MaxInt64, func(_ int64, _ int, first *state.Eval) bool {
-		if r.now.Sub(first.QueuedAt) >= age {
+		if r.now.Sub(first.QueuedAt()) >= age {
 			cands = append(cands, first)
 		}
 		return true

@@ -339,7 +339,7 @@ func TestRetryAndDeadLetter(t *testing.T) {
 	eq(t, "record", r.EvalID+" "+r.DatasetID+" "+string(r.Payload)+" "+r.Reason, "e1 ds "+`{"e":"e1"}`+" "+dl.Reason)
 	eq(t, "record size", r.Size, int64(2))
 	eq(t, "record at", r.At, at(23))
-	eq(t, "status", f.p().Eval("e1").Status, state.EvalDeadLettered)
+	eq(t, "status", f.p().Eval("e1").Status(), state.EvalDeadLettered)
 	eq(t, "nothing left", len(f.round(at(24), cfg).Events), 0)
 }
 
@@ -357,7 +357,7 @@ func TestRetryDecisionSurvivesACompletionRace(t *testing.T) {
 		t.Fatalf("expiry of a completed alloc applied")
 	}
 	eq(t, "events", len(f.round(at(11), Config{}).Events), 0)
-	eq(t, "status", f.p().Eval("e1").Status, state.EvalCompleted)
+	eq(t, "status", f.p().Eval("e1").Status(), state.EvalCompleted)
 }
 
 func TestDisband(t *testing.T) {

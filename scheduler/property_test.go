@@ -187,7 +187,7 @@ func (m *machine) complete(t *rapid.T) bool {
 	}
 	var running []*state.Alloc
 	for _, a := range p.Allocs() {
-		if a.Status == state.AllocRunning {
+		if a.Status() == state.AllocRunning {
 			running = append(running, a)
 		}
 	}
@@ -261,7 +261,7 @@ func (m *machine) fold(t *rapid.T, pool string, pr *pendingRound, late bool) {
 			t.Fatalf("fold returned a non-rejection error: %v", err)
 		}
 		if exp, ok := data.(events.AllocExpiredData); late && ok {
-			if a := m.f.s.Pool(pool).Alloc(exp.AllocID); a != nil && a.Status == state.AllocCompleted {
+			if a := m.f.s.Pool(pool).Alloc(exp.AllocID); a != nil && a.Status() == state.AllocCompleted {
 				propLate++
 				continue
 			}
@@ -306,7 +306,7 @@ func (m *machine) checkRound(t *rapid.T, p *state.Pool, d Decision) {
 		// The starving eval waited long enough and fits nowhere; the
 		// reserved worker is the most free that could ever fit it.
 		e, w := p.Eval(r.EvalID), p.Worker(r.WorkerID)
-		if e == nil || e.Status != state.EvalPending || now.Sub(e.QueuedAt) < m.cfg.StarvationAge || m.cfg.StarvationAge < 0 {
+		if e == nil || e.Status() != state.EvalPending || now.Sub(e.QueuedAt()) < m.cfg.StarvationAge || m.cfg.StarvationAge < 0 {
 			t.Fatalf("reservation %+v for an eval that is not starving", r)
 		}
 		if w == nil || !w.Deadline.After(now) || w.Capacity < e.Size {
@@ -342,7 +342,7 @@ func (m *machine) checkRound(t *rapid.T, p *state.Pool, d Decision) {
 		if placedEvals[e.ID] || e.Size > maxFree {
 			return true
 		}
-		if e.DatasetID == "" || now.Sub(e.QueuedAt) >= wait {
+		if e.DatasetID == "" || now.Sub(e.QueuedAt()) >= wait {
 			t.Fatalf("eval %s (size %d) left pending with %d free:\n%s", e.ID, e.Size, maxFree, show(d))
 		}
 		holders := 0
@@ -366,10 +366,10 @@ func (m *machine) check(t *rapid.T) {
 	for _, p := range m.f.s.Pools() {
 		counts := map[state.EvalStatus]int{}
 		for _, e := range p.Evals() {
-			if !slices.Contains(state.EvalStatuses, e.Status) {
-				t.Fatalf("eval %s has status %q", e.ID, e.Status)
+			if !slices.Contains(state.EvalStatuses, e.Status()) {
+				t.Fatalf("eval %s has status %q", e.ID, e.Status())
 			}
-			counts[e.Status]++
+			counts[e.Status()]++
 		}
 		total := 0
 		for _, n := range counts {

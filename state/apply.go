@@ -121,8 +121,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		}
 		for _, id := range d.Allocs {
 			if a := w.Running[id]; a != nil {
-				p.ttl.move(allocTTL(a), later(a.Deadline, d.AllocDeadline))
-				a.Deadline = later(a.Deadline, d.AllocDeadline)
+				nd := later(a.Deadline(), d.AllocDeadline)
+				p.ttl.move(allocTTL(a), nd)
+				a.deadline = toStamp(nd)
 			}
 		}
 	case events.WorkerExpiredData:
@@ -139,6 +140,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.free.remove(w)
 		p.ttl.remove(workerTTL(w))
 		delete(p.workers, w.ID)
+		// Its allocs keep the worker for its id and topic: drop its (now
+		// empty) maps so that their buckets do not stay with it.
+		w.Running, w.Replicas = nil, nil
 	case events.ReplicaExpiredData:
 		w := p.workers[d.WorkerID]
 		if w == nil {
@@ -152,8 +156,12 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if p.evals[d.EvalID] != nil {
 			return reject(e, "eval %s already submitted", d.EvalID)
 		}
-		ev := &Eval{ID: d.EvalID, DatasetID: p.dataset(d.DatasetID), Size: d.Size, Payload: d.Payload,
-			Status: EvalPending, NextAttempt: 1, SubmittedAt: e.At, QueuedAt: e.At, Position: pos}
+		at := toStamp(e.At)
+		ev := &Eval{ID: d.EvalID, DatasetID: p.dataset(d.DatasetID), Size: d.Size,
+			status: evalPendingCode, NextAttempt: 1, submittedAt: at, queuedAt: at, Position: pos}
+		if d.Payload != nil {
+			ev.more().payload = d.Payload
+		}
 		p.evals[ev.ID] = ev
 		p.queue.push(ev)
 	case events.EvalRejectedData:
@@ -161,12 +169,13 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if ev == nil {
 			return reject(e, "unknown eval %s", d.EvalID)
 		}
-		if ev.Status != EvalPending && !p.awaitingRetry(ev) {
-			return reject(e, "eval %s is %s", ev.ID, ev.Status)
+		if ev.status != evalPendingCode && !p.awaitingRetry(ev) {
+			return reject(e, "eval %s is %s", ev.ID, ev.Status())
 		}
 		p.queue.remove(ev)
 		p.retry.remove(ev)
-		ev.Status, ev.Reason, ev.EndedAt = EvalRejected, d.Reason, e.At
+		ev.end(evalRejectedCode, e.At)
+		ev.setReason(d.Reason)
 	case events.EvalRequeuedData:
 		ev := p.evals[d.EvalID]
 		if ev == nil {
@@ -176,7 +185,8 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			return reject(e, "eval %s has no expired alloc %s awaiting a retry decision", ev.ID, d.AllocID)
 		}
 		p.retry.remove(ev)
-		ev.Status, ev.NextAttempt, ev.Reason, ev.QueuedAt = EvalPending, d.Attempt, d.Reason, e.At
+		ev.status, ev.NextAttempt, ev.queuedAt = evalPendingCode, d.Attempt, toStamp(e.At)
+		ev.setReason(d.Reason)
 		p.queue.push(ev)
 	case events.EvalDeadLetteredData:
 		ev := p.evals[d.EvalID]
@@ -187,7 +197,8 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			return reject(e, "eval %s has no expired alloc awaiting a retry decision", ev.ID)
 		}
 		p.retry.remove(ev)
-		ev.Status, ev.Reason, ev.EndedAt = EvalDeadLettered, d.Reason, e.At
+		ev.end(evalDeadLetteredCode, e.At)
+		ev.setReason(d.Reason)
 	case events.AllocPlacedData:
 		return p.place(e, d)
 	case events.AllocCompletedData:
@@ -195,26 +206,27 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if a == nil {
 			return reject(e, "unknown alloc %s", d.AllocID)
 		}
-		if a.Status != AllocRunning {
-			return reject(e, "alloc %s is %s", a.ID, a.Status)
+		if a.status != allocRunningCode {
+			return reject(e, "alloc %s is %s", a.ID, a.Status())
 		}
-		p.endAlloc(a, AllocCompleted, e.At)
+		p.endAlloc(a, allocCompletedCode, e.At)
 		c := d
-		a.Completion = &c
+		a.extra.completion = &c
 		if ev := p.evals[a.EvalID]; ev != nil {
-			ev.Status, ev.Result, ev.EndedAt = EvalCompleted, d.Status, e.At
+			ev.end(evalCompletedCode, e.At)
+			ev.extra.result = d.Status
 		}
 	case events.AllocExpiredData:
 		a := p.allocs[d.AllocID]
 		if a == nil {
 			return reject(e, "unknown alloc %s", d.AllocID)
 		}
-		if a.Status != AllocRunning {
-			return reject(e, "alloc %s is %s", a.ID, a.Status)
+		if a.status != allocRunningCode {
+			return reject(e, "alloc %s is %s", a.ID, a.Status())
 		}
-		p.endAlloc(a, AllocExpired, e.At)
-		a.ExpiryReason = d.Reason
-		if ev := p.evals[a.EvalID]; ev != nil && ev.Status == EvalPlaced && ev.AllocID == a.ID {
+		p.endAlloc(a, allocExpiredCode, e.At)
+		a.extra.expiryReason = d.Reason
+		if ev := p.evals[a.EvalID]; ev != nil && ev.status == evalPlacedCode && ev.AllocID == a.ID {
 			p.retry.add(ev)
 		}
 	default:
@@ -228,8 +240,8 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	switch {
 	case ev == nil:
 		return reject(e, "unknown eval %s", d.EvalID)
-	case ev.Status != EvalPending:
-		return reject(e, "eval %s is %s", ev.ID, ev.Status)
+	case ev.status != evalPendingCode:
+		return reject(e, "eval %s is %s", ev.ID, ev.Status())
 	case p.allocs[d.AllocID] != nil:
 		return reject(e, "alloc %s already exists", d.AllocID)
 	case d.Size != ev.Size:
@@ -253,28 +265,31 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	} else {
 		dataset = p.dataset(dataset)
 	}
-	if topic == w.Topic {
-		topic = w.Topic
+	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, worker: w, DatasetID: dataset, Size: d.Size,
+		Attempt: d.Attempt, deadline: toStamp(d.Deadline), status: allocRunningCode, placedAt: toStamp(e.At)}
+	if topic != w.Topic {
+		x := a.more()
+		x.topic, x.hasTopic = topic, true
 	}
-	a := &Alloc{ID: d.AllocID, EvalID: ev.ID, WorkerID: w.ID, DatasetID: dataset, Size: d.Size,
-		Attempt: d.Attempt, Deadline: d.Deadline, Status: AllocRunning, PlacedAt: e.At, Topic: topic,
-		Placement: Placement{Deadline: d.Deadline, Strategy: strategy(d.Strategy), Locality: locality(d.Locality),
-			Candidates: d.Candidates, WaitedMs: d.WaitedMs, Basis: d.Basis}}
+	a.setPlacement(Placement{Deadline: d.Deadline, Strategy: d.Strategy, Locality: d.Locality,
+		Candidates: d.Candidates, WaitedMs: d.WaitedMs, Basis: d.Basis})
 	p.allocs[a.ID] = a
 	p.ttl.put(allocTTL(a))
 	w.Running[a.ID] = a
 	w.Used += a.Size
 	p.free.update(w)
 	p.queue.remove(ev)
-	ev.Status, ev.Attempts, ev.AllocID, ev.Reason = EvalPlaced, d.Attempt, a.ID, ""
+	ev.status, ev.Attempts, ev.AllocID = evalPlacedCode, d.Attempt, a.ID
+	ev.setReason("")
 	return nil
 }
 
 // endAlloc ends a running alloc and returns its capacity to its worker.
-func (p *Pool) endAlloc(a *Alloc, status AllocStatus, at time.Time) {
-	a.Status, a.EndedAt = status, at
+func (p *Pool) endAlloc(a *Alloc, status allocCode, at time.Time) {
 	p.ttl.remove(allocTTL(a))
-	if w := p.workers[a.WorkerID]; w != nil && w.Running[a.ID] != nil {
+	a.status = status
+	a.more().endedAt = toStamp(at)
+	if w := p.workers[a.WorkerID()]; w != nil && w.Running[a.ID] != nil {
 		delete(w.Running, a.ID)
 		w.Used -= a.Size
 		p.free.update(w)
@@ -286,11 +301,11 @@ func (p *Pool) endAlloc(a *Alloc, status AllocStatus, at time.Time) {
 func (p *Pool) AwaitingRetry(ev *Eval) bool { return p.awaitingRetry(ev) }
 
 func (p *Pool) awaitingRetry(ev *Eval) bool {
-	if ev.Status != EvalPlaced {
+	if ev.status != evalPlacedCode {
 		return false
 	}
 	a := p.allocs[ev.AllocID]
-	return a != nil && a.Status == AllocExpired
+	return a != nil && a.status == allocExpiredCode
 }
 
 func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
@@ -335,30 +350,6 @@ func (p *Pool) dataset(id string) string {
 		return in
 	}
 	return id
-}
-
-// strategy returns the package constant equal to s, so that allocs share it.
-func strategy(s events.Strategy) events.Strategy {
-	switch s {
-	case events.Spread:
-		return events.Spread
-	case events.Binpack:
-		return events.Binpack
-	}
-	return s
-}
-
-// locality returns the package constant equal to l, so that allocs share it.
-func locality(l events.Locality) events.Locality {
-	switch l {
-	case events.LocalityNone:
-		return events.LocalityNone
-	case events.LocalityHit:
-		return events.LocalityHit
-	case events.LocalityMiss:
-		return events.LocalityMiss
-	}
-	return l
 }
 
 func later(a, b time.Time) time.Time {

@@ -230,16 +230,16 @@ func fxSnapshot(s *State) string {
 		}
 		for _, e := range p.Evals() {
 			fmt.Fprintf(&b, " eval %s ds=%s size=%d payload=%s status=%s attempts=%d next=%d alloc=%s submitted=%s queued=%s ended=%s reason=%q result=%s pos=%s\n",
-				e.ID, e.DatasetID, e.Size, e.Payload, e.Status, e.Attempts, e.NextAttempt, e.AllocID,
-				ft(e.SubmittedAt), ft(e.QueuedAt), ft(e.EndedAt), e.Reason, e.Result, e.Position)
+				e.ID, e.DatasetID, e.Size, e.Payload(), e.Status(), e.Attempts, e.NextAttempt, e.AllocID,
+				ft(e.SubmittedAt()), ft(e.QueuedAt()), ft(e.EndedAt()), e.Reason(), e.Result(), e.Position)
 		}
 		for _, a := range p.Allocs() {
 			pl := a.PlacedData()
 			fmt.Fprintf(&b, " alloc %s eval=%s worker=%s ds=%s size=%d attempt=%d deadline=%s status=%s placed=%s ended=%s topic=%s expiry=%q\n",
-				a.ID, a.EvalID, a.WorkerID, a.DatasetID, a.Size, a.Attempt, ft(a.Deadline), a.Status, ft(a.PlacedAt), ft(a.EndedAt), a.Topic, a.ExpiryReason)
+				a.ID, a.EvalID, a.WorkerID(), a.DatasetID, a.Size, a.Attempt, ft(a.Deadline()), a.Status(), ft(a.PlacedAt()), ft(a.EndedAt()), a.Topic(), a.ExpiryReason())
 			fmt.Fprintf(&b, "  placement %s %s %s %s %d %d %s %s %s %s %d %d\n", pl.AllocID, pl.EvalID, pl.WorkerID, pl.DatasetID,
 				pl.Size, pl.Attempt, ft(pl.Deadline), pl.Topic, pl.Strategy, pl.Locality, pl.Candidates, pl.WaitedMs)
-			if c := a.Completion; c != nil {
+			if c := a.Completion(); c != nil {
 				code := "-"
 				if c.ExitCode != nil {
 					code = fmt.Sprint(*c.ExitCode)
@@ -384,10 +384,10 @@ func TestApplyPoolDisbanded(t *testing.T) {
 		t.Errorf("disbanded pool = %+v", p)
 	}
 	// Pending evals stay pending until the scheduler rejects them.
-	if e := f.eval("e2"); e.Status != EvalPending || fxQueue(p) != "e2" {
-		t.Errorf("pending eval after disband: %s, queue %q", e.Status, fxQueue(p))
+	if e := f.eval("e2"); e.Status() != EvalPending || fxQueue(p) != "e2" {
+		t.Errorf("pending eval after disband: %s, queue %q", e.Status(), fxQueue(p))
 	}
-	if f.eval("e1").Status != EvalPlaced || f.alloc("a1").Status != AllocRunning {
+	if f.eval("e1").Status() != EvalPlaced || f.alloc("a1").Status() != AllocRunning {
 		t.Error("disband touched the running alloc")
 	}
 	f.reject(fxPool, fxAt(11), events.PoolDisbandedData{DeleteAt: fxAt(9999)}, "pool is disbanded")
@@ -396,20 +396,20 @@ func TestApplyPoolDisbanded(t *testing.T) {
 	// An eval submitted after the disband (a race with ingest) is accepted
 	// as pending; the scheduler rejects it.
 	f.ok(fxPool, fxAt(12), fxSubmitted("e3", 1, ""))
-	if e := f.eval("e3"); e.Status != EvalPending || fxQueue(p) != "e2,e3" {
-		t.Errorf("eval submitted in a disbanded pool: %s, queue %q", e.Status, fxQueue(p))
+	if e := f.eval("e3"); e.Status() != EvalPending || fxQueue(p) != "e2,e3" {
+		t.Errorf("eval submitted in a disbanded pool: %s, queue %q", e.Status(), fxQueue(p))
 	}
 	// A placement decided before the scheduler saw the disband still
 	// applies.
 	f.ok(fxPool, fxAt(13), fxPlaced("a2", "e2", "w2", 3, 1, fxAt(70)))
-	if f.eval("e2").Status != EvalPlaced || f.worker("w2").Used != 3 || fxQueue(p) != "e3" {
+	if f.eval("e2").Status() != EvalPlaced || f.worker("w2").Used != 3 || fxQueue(p) != "e3" {
 		t.Error("placement after disband did not apply")
 	}
 	// Heartbeats, completions and rejections go on.
 	f.ok(fxPool, fxAt(14), fxHeartbeat("w1", fxAt(200), nil, "a1"))
 	f.ok(fxPool, fxAt(15), fxCompleted("a1"))
 	f.ok(fxPool, fxAt(16), events.EvalRejectedData{EvalID: "e3", Reason: "pool disbanded"})
-	if f.worker("w1").Used != 0 || f.eval("e3").Status != EvalRejected || p.Queue().Len() != 0 {
+	if f.worker("w1").Used != 0 || f.eval("e3").Status() != EvalRejected || p.Queue().Len() != 0 {
 		t.Error("events after disband did not apply")
 	}
 }
@@ -509,10 +509,10 @@ func TestApplyWorkerHeartbeat(t *testing.T) {
 	if got := fxIDs(f.pool().Holders("d3")); got != "w1" {
 		t.Errorf("holders of d3 = %q, want w1 (added by heartbeat)", got)
 	}
-	if !f.alloc("a1").Deadline.Equal(fxAt(140)) {
-		t.Errorf("a1 deadline = %v, want %v", f.alloc("a1").Deadline, fxAt(140))
+	if !f.alloc("a1").Deadline().Equal(fxAt(140)) {
+		t.Errorf("a1 deadline = %v, want %v", f.alloc("a1").Deadline(), fxAt(140))
 	}
-	if !f.alloc("a2").Deadline.Equal(fxAt(60)) || !f.alloc("a3").Deadline.Equal(fxAt(60)) {
+	if !f.alloc("a2").Deadline().Equal(fxAt(60)) || !f.alloc("a3").Deadline().Equal(fxAt(60)) {
 		t.Error("heartbeat of w1 moved the deadline of an alloc not running on w1")
 	}
 	if w1.Used != 2 || w1.Capacity != 10 {
@@ -569,7 +569,7 @@ func TestApplyWorkerExpired(t *testing.T) {
 		t.Errorf("free index after expiry: len %d max %d", p.Free().Len(), p.Free().MaxFree())
 	}
 	// History stays: the alloc that ran on the worker is still known.
-	if a := f.alloc("a1"); a.Status != AllocExpired || a.WorkerID != "w2" {
+	if a := f.alloc("a1"); a.Status() != AllocExpired || a.WorkerID() != "w2" {
 		t.Errorf("alloc after its worker expired = %+v", a)
 	}
 	f.reject(fxPool, fxAt(103), events.WorkerExpiredData{WorkerID: "w2", Deadline: fxAt(100)}, "unknown worker w2")
@@ -631,9 +631,9 @@ func TestApplyEvalSubmitted(t *testing.T) {
 	f.ok(fxPool, fxAt(2), fxSubmitted("e1", 3, "d1"))
 	e := f.eval("e1")
 	wantPos := f.log[len(f.log)-1].pos
-	if e.ID != "e1" || e.DatasetID != "d1" || e.Size != 3 || string(e.Payload) != `{"eval":"e1"}` || e.Status != EvalPending ||
-		e.Attempts != 0 || e.NextAttempt != 1 || e.AllocID != "" || !e.SubmittedAt.Equal(fxAt(2)) || !e.QueuedAt.Equal(fxAt(2)) ||
-		!e.EndedAt.IsZero() || e.Position != wantPos {
+	if e.ID != "e1" || e.DatasetID != "d1" || e.Size != 3 || string(e.Payload()) != `{"eval":"e1"}` || e.Status() != EvalPending ||
+		e.Attempts != 0 || e.NextAttempt != 1 || e.AllocID != "" || !e.SubmittedAt().Equal(fxAt(2)) || !e.QueuedAt().Equal(fxAt(2)) ||
+		!e.EndedAt().IsZero() || e.Position != wantPos {
 		t.Errorf("eval = %+v (want position %v)", e, wantPos)
 	}
 	if fxQueue(f.pool()) != "e1" {
@@ -647,7 +647,7 @@ func TestApplyEvalSubmitted(t *testing.T) {
 	// The same eval id in another pool is another eval.
 	f.ok("p2", fxAt(7), fxCreated(events.Spread))
 	f.ok("p2", fxAt(7), fxSubmitted("e1", 3, "d1"))
-	if f.s.Pool("p2").Eval("e1").Status != EvalPending || f.eval("e1").Status != EvalCompleted {
+	if f.s.Pool("p2").Eval("e1").Status() != EvalPending || f.eval("e1").Status() != EvalCompleted {
 		t.Error("pools share evals")
 	}
 }
@@ -671,14 +671,14 @@ func fxRetryScene(t *testing.T) *fxFold {
 func TestApplyAllocExpired(t *testing.T) {
 	f := fxRetryScene(t)
 	a, e, w := f.alloc("a1"), f.eval("e1"), f.worker("w1")
-	if a.Status != AllocExpired || !a.EndedAt.Equal(fxAt(61)) || a.ExpiryReason != "no heartbeat" || a.Completion != nil {
+	if a.Status() != AllocExpired || !a.EndedAt().Equal(fxAt(61)) || a.ExpiryReason() != "no heartbeat" || a.Completion() != nil {
 		t.Errorf("expired alloc = %+v", a)
 	}
 	if w.Used != 0 || len(w.Running) != 0 || w.Free() != 10 {
 		t.Errorf("capacity not returned on expiry: used %d", w.Used)
 	}
 	// The eval waits for the retry decision: placed, not queued.
-	if e.Status != EvalPlaced || e.AllocID != "a1" || !f.pool().AwaitingRetry(e) || fxQueue(f.pool()) != "e2" {
+	if e.Status() != EvalPlaced || e.AllocID != "a1" || !f.pool().AwaitingRetry(e) || fxQueue(f.pool()) != "e2" {
 		t.Errorf("eval after expiry: %+v, queue %q", e, fxQueue(f.pool()))
 	}
 	if f.pool().AwaitingRetry(f.eval("e3")) || f.pool().AwaitingRetry(f.eval("e2")) || f.pool().AwaitingRetry(f.eval("e4")) {
@@ -698,12 +698,12 @@ func TestApplyEvalRejected(t *testing.T) {
 	// A pending eval.
 	f.ok(fxPool, fxAt(71), events.EvalRejectedData{EvalID: "e2", Reason: "pool disbanded"})
 	e2 := f.eval("e2")
-	if e2.Status != EvalRejected || e2.Reason != "pool disbanded" || !e2.EndedAt.Equal(fxAt(71)) || f.pool().Queue().Len() != 0 {
+	if e2.Status() != EvalRejected || e2.Reason() != "pool disbanded" || !e2.EndedAt().Equal(fxAt(71)) || f.pool().Queue().Len() != 0 {
 		t.Errorf("rejected pending eval = %+v, queue %q", e2, fxQueue(f.pool()))
 	}
 	// A placed eval whose alloc expired.
 	f.ok(fxPool, fxAt(72), events.EvalRejectedData{EvalID: "e1", Reason: "pool disbanded"})
-	if e1 := f.eval("e1"); e1.Status != EvalRejected || f.pool().AwaitingRetry(e1) {
+	if e1 := f.eval("e1"); e1.Status() != EvalRejected || f.pool().AwaitingRetry(e1) {
 		t.Errorf("rejected eval awaiting retry = %+v", e1)
 	}
 	f.reject(fxPool, fxAt(73), events.EvalRejectedData{EvalID: "e1", Reason: "again"}, "eval e1 is rejected")
@@ -721,8 +721,8 @@ func TestApplyEvalRequeued(t *testing.T) {
 
 	f.ok(fxPool, fxAt(71), events.EvalRequeuedData{EvalID: "e1", AllocID: "a1", Attempt: 2, Reason: "alloc expired"})
 	e1 := f.eval("e1")
-	if e1.Status != EvalPending || e1.NextAttempt != 2 || e1.Attempts != 1 || e1.Reason != "alloc expired" ||
-		!e1.QueuedAt.Equal(fxAt(71)) || !e1.SubmittedAt.Equal(fxAt(2)) || f.pool().AwaitingRetry(e1) {
+	if e1.Status() != EvalPending || e1.NextAttempt != 2 || e1.Attempts != 1 || e1.Reason() != "alloc expired" ||
+		!e1.QueuedAt().Equal(fxAt(71)) || !e1.SubmittedAt().Equal(fxAt(2)) || f.pool().AwaitingRetry(e1) {
 		t.Errorf("requeued eval = %+v", e1)
 	}
 	if got := fxQueue(f.pool()); got != "e2,e1" {
@@ -732,7 +732,7 @@ func TestApplyEvalRequeued(t *testing.T) {
 	// The next placement must carry the announced attempt.
 	f.reject(fxPool, fxAt(73), fxPlaced("a5", "e1", "w1", 2, 1, fxAt(130)), "attempt 1, expected 2")
 	f.ok(fxPool, fxAt(73), fxPlaced("a5", "e1", "w1", 2, 2, fxAt(130)))
-	if e1.Status != EvalPlaced || e1.Attempts != 2 || e1.AllocID != "a5" || e1.Reason != "" {
+	if e1.Status() != EvalPlaced || e1.Attempts != 2 || e1.AllocID != "a5" || e1.Reason() != "" {
 		t.Errorf("re-placed eval = %+v", e1)
 	}
 	// The old alloc cannot be reused.
@@ -749,7 +749,7 @@ func TestApplyEvalDeadLettered(t *testing.T) {
 
 	f.ok(fxPool, fxAt(71), events.EvalDeadLetteredData{EvalID: "e1", AllocID: "a1", Attempts: 1, Reason: "max retries"})
 	e1 := f.eval("e1")
-	if e1.Status != EvalDeadLettered || e1.Reason != "max retries" || !e1.EndedAt.Equal(fxAt(71)) || f.pool().AwaitingRetry(e1) {
+	if e1.Status() != EvalDeadLettered || e1.Reason() != "max retries" || !e1.EndedAt().Equal(fxAt(71)) || f.pool().AwaitingRetry(e1) {
 		t.Errorf("dead-lettered eval = %+v", e1)
 	}
 	if fxQueue(f.pool()) != "e2" {
@@ -761,7 +761,7 @@ func TestApplyEvalDeadLettered(t *testing.T) {
 	// Without an alloc id, any expired alloc of the eval will do.
 	g := fxRetryScene(t)
 	g.ok(fxPool, fxAt(71), events.EvalDeadLetteredData{EvalID: "e1", Reason: "max retries"})
-	if g.eval("e1").Status != EvalDeadLettered {
+	if g.eval("e1").Status() != EvalDeadLettered {
 		t.Error("dead letter without alloc id did not apply")
 	}
 }
@@ -797,16 +797,16 @@ func TestApplyAllocPlaced(t *testing.T) {
 
 	f.ok(fxPool, fxAt(3), placed)
 	a, e, w := f.alloc("a1"), f.eval("e1"), f.worker("w2")
-	if a.ID != "a1" || a.EvalID != "e1" || a.WorkerID != "w2" || a.DatasetID != "d2" || a.Size != 4 || a.Attempt != 1 ||
-		!a.Deadline.Equal(fxAt(63)) || a.Status != AllocRunning || !a.PlacedAt.Equal(fxAt(3)) || !a.EndedAt.IsZero() ||
-		a.Topic != "line.allocs.p1.w2" || a.Completion != nil || a.ExpiryReason != "" {
+	if a.ID != "a1" || a.EvalID != "e1" || a.WorkerID() != "w2" || a.DatasetID != "d2" || a.Size != 4 || a.Attempt != 1 ||
+		!a.Deadline().Equal(fxAt(63)) || a.Status() != AllocRunning || !a.PlacedAt().Equal(fxAt(3)) || !a.EndedAt().IsZero() ||
+		a.Topic() != "line.allocs.p1.w2" || a.Completion() != nil || a.ExpiryReason() != "" {
 		t.Errorf("alloc = %+v", a)
 	}
-	if !a.Placement.Deadline.Equal(placed.Deadline) || a.Placement.Strategy != events.Binpack || a.Placement.Locality != events.LocalityHit ||
-		a.Placement.Candidates != 2 || a.Placement.WaitedMs != 7 || a.PlacedData() != placed {
-		t.Errorf("placement record = %+v", a.Placement)
+	if !a.Placement().Deadline.Equal(placed.Deadline) || a.Placement().Strategy != events.Binpack || a.Placement().Locality != events.LocalityHit ||
+		a.Placement().Candidates != 2 || a.Placement().WaitedMs != 7 || a.PlacedData() != placed {
+		t.Errorf("placement record = %+v", a.Placement())
 	}
-	if e.Status != EvalPlaced || e.Attempts != 1 || e.AllocID != "a1" || e.NextAttempt != 1 {
+	if e.Status() != EvalPlaced || e.Attempts != 1 || e.AllocID != "a1" || e.NextAttempt != 1 {
 		t.Errorf("eval = %+v", e)
 	}
 	if w.Used != 4 || w.Free() != 2 || w.Running["a1"] != a {
@@ -836,11 +836,11 @@ func TestApplyAllocCompleted(t *testing.T) {
 	code := int32(3)
 	f.ok(fxPool, fxAt(9), events.AllocCompletedData{AllocID: "a1", Status: events.Failed, ExitCode: &code, Message: "boom"})
 	a, e, w := f.alloc("a1"), f.eval("e1"), f.worker("w1")
-	if a.Status != AllocCompleted || !a.EndedAt.Equal(fxAt(9)) || a.Completion == nil || a.Completion.Status != events.Failed ||
-		a.Completion.ExitCode == nil || *a.Completion.ExitCode != 3 || a.Completion.Message != "boom" {
-		t.Errorf("completed alloc = %+v (completion %+v)", a, a.Completion)
+	if a.Status() != AllocCompleted || !a.EndedAt().Equal(fxAt(9)) || a.Completion() == nil || a.Completion().Status != events.Failed ||
+		a.Completion().ExitCode == nil || *a.Completion().ExitCode != 3 || a.Completion().Message != "boom" {
+		t.Errorf("completed alloc = %+v (completion %+v)", a, a.Completion())
 	}
-	if e.Status != EvalCompleted || e.Result != events.Failed || !e.EndedAt.Equal(fxAt(9)) {
+	if e.Status() != EvalCompleted || e.Result() != events.Failed || !e.EndedAt().Equal(fxAt(9)) {
 		t.Errorf("eval = %+v", e)
 	}
 	if w.Used != 0 || len(w.Running) != 0 {
@@ -934,8 +934,8 @@ func TestApplyQueueOrder(t *testing.T) {
 	// The queue holds exactly the pending evals.
 	for _, e := range p.Evals() {
 		inQueue := slices.Contains(p.Queue().Slice(), e)
-		if inQueue != (e.Status == EvalPending) {
-			t.Errorf("eval %s is %s, in queue %v", e.ID, e.Status, inQueue)
+		if inQueue != (e.Status() == EvalPending) {
+			t.Errorf("eval %s is %s, in queue %v", e.ID, e.Status(), inQueue)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func (p *Pool) check() error {
 		}
 		var used int64
 		for aid, a := range w.Running {
-			if a.ID != aid || a.Status != AllocRunning || a.WorkerID != w.ID || p.allocs[aid] != a {
+			if a.ID != aid || a.Status() != AllocRunning || a.WorkerID() != w.ID || p.allocs[aid] != a {
 				bad("worker %s: running alloc %s inconsistent", w.ID, aid)
 			}
 			used += a.Size
@@ -83,19 +83,19 @@ func (p *Pool) check() error {
 		if a.ID != id {
 			bad("alloc %s indexed as %s", a.ID, id)
 		}
-		switch a.Status {
+		switch a.Status() {
 		case AllocRunning:
 			running++
-			w := p.workers[a.WorkerID]
+			w := p.workers[a.WorkerID()]
 			if w == nil || w.Running[a.ID] != a {
-				bad("running alloc %s not running on worker %s", a.ID, a.WorkerID)
+				bad("running alloc %s not running on worker %s", a.ID, a.WorkerID())
 			}
-			if ev := p.evals[a.EvalID]; ev == nil || ev.Status != EvalPlaced || ev.AllocID != a.ID {
+			if ev := p.evals[a.EvalID]; ev == nil || ev.Status() != EvalPlaced || ev.AllocID != a.ID {
 				bad("running alloc %s: eval %s is not placed with it", a.ID, a.EvalID)
 			}
 		case AllocCompleted, AllocExpired:
 		default:
-			bad("alloc %s: unknown status %q", a.ID, a.Status)
+			bad("alloc %s: unknown status %q", a.ID, a.Status())
 		}
 	}
 
@@ -106,15 +106,15 @@ func (p *Pool) check() error {
 			bad("eval %s indexed as %s", ev.ID, id)
 		}
 		queued := ev.qnode != nil && ev.qnode.eval == ev
-		if queued != (ev.Status == EvalPending) {
-			bad("eval %s is %s but queued=%v", ev.ID, ev.Status, queued)
+		if queued != (ev.Status() == EvalPending) {
+			bad("eval %s is %s but queued=%v", ev.ID, ev.Status(), queued)
 		}
-		switch ev.Status {
+		switch ev.Status() {
 		case EvalPending:
 			pending++
 		case EvalPlaced:
 			a := p.allocs[ev.AllocID]
-			if a == nil || a.EvalID != ev.ID || a.Status == AllocCompleted {
+			if a == nil || a.EvalID != ev.ID || a.Status() == AllocCompleted {
 				bad("placed eval %s: alloc %s missing, foreign or completed", ev.ID, ev.AllocID)
 			}
 			if p.awaitingRetry(ev) {
@@ -125,10 +125,10 @@ func (p *Pool) check() error {
 			}
 		case EvalCompleted, EvalRejected, EvalDeadLettered:
 		default:
-			bad("eval %s: unknown status %q", ev.ID, ev.Status)
+			bad("eval %s: unknown status %q", ev.ID, ev.Status())
 		}
-		if ev.Status != EvalPlaced && p.retry.nodes[ev] != nil {
-			bad("eval %s is %s but in the retry set", ev.ID, ev.Status)
+		if ev.Status() != EvalPlaced && p.retry.nodes[ev] != nil {
+			bad("eval %s is %s but in the retry set", ev.ID, ev.Status())
 		}
 	}
 	if awaiting != p.retry.len() {
@@ -183,7 +183,7 @@ func (p *Pool) check() error {
 		moved := e.Deadline.Unix() != it.sec || int32(e.Deadline.Nanosecond()) != it.nsec
 		switch e.Kind {
 		case TTLAlloc:
-			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status != AllocRunning || moved {
+			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status() != AllocRunning || moved {
 				bad("TTL entry of alloc %s stale", e.Alloc.ID)
 			}
 		case TTLWorker:

@@ -157,20 +157,20 @@ func dumpPoolOf(p *Pool) dumpPool {
 		d.Workers = append(d.Workers, dw)
 	}
 	for _, e := range p.Evals() {
-		d.Evals = append(d.Evals, dumpEval{ID: e.ID, DatasetID: e.DatasetID, Size: e.Size, Payload: string(e.Payload),
-			Status: e.Status, Attempts: e.Attempts, NextAttempt: e.NextAttempt, AllocID: e.AllocID,
-			SubmittedAt: dumpTime(e.SubmittedAt), QueuedAt: dumpTime(e.QueuedAt), EndedAt: dumpTime(e.EndedAt),
-			Reason: e.Reason, Result: e.Result, Position: e.Position.String()})
+		d.Evals = append(d.Evals, dumpEval{ID: e.ID, DatasetID: e.DatasetID, Size: e.Size, Payload: string(e.Payload()),
+			Status: e.Status(), Attempts: e.Attempts, NextAttempt: e.NextAttempt, AllocID: e.AllocID,
+			SubmittedAt: dumpTime(e.SubmittedAt()), QueuedAt: dumpTime(e.QueuedAt()), EndedAt: dumpTime(e.EndedAt()),
+			Reason: e.Reason(), Result: e.Result(), Position: e.Position.String()})
 	}
 	for _, a := range p.Allocs() {
 		pl := a.PlacedData()
-		da := dumpAlloc{ID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID, DatasetID: a.DatasetID, Size: a.Size,
-			Attempt: a.Attempt, Deadline: dumpTime(a.Deadline), Status: a.Status, PlacedAt: dumpTime(a.PlacedAt),
-			EndedAt: dumpTime(a.EndedAt), Topic: a.Topic, Strategy: pl.Strategy, Locality: pl.Locality,
-			Candidates: pl.Candidates, WaitedMs: int64(pl.WaitedMs), ExpiryReason: a.ExpiryReason,
+		da := dumpAlloc{ID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID(), DatasetID: a.DatasetID, Size: a.Size,
+			Attempt: a.Attempt, Deadline: dumpTime(a.Deadline()), Status: a.Status(), PlacedAt: dumpTime(a.PlacedAt()),
+			EndedAt: dumpTime(a.EndedAt()), Topic: a.Topic(), Strategy: pl.Strategy, Locality: pl.Locality,
+			Candidates: pl.Candidates, WaitedMs: int64(pl.WaitedMs), ExpiryReason: a.ExpiryReason(),
 			Placement: dumpPlacementExtras{AllocID: pl.AllocID, EvalID: pl.EvalID, WorkerID: pl.WorkerID,
 				DatasetID: pl.DatasetID, Size: pl.Size, Attempt: pl.Attempt, Deadline: dumpTime(pl.Deadline), Topic: pl.Topic}}
-		if c := a.Completion; c != nil {
+		if c := a.Completion(); c != nil {
 			da.Completion = &dumpCompletion{Status: c.Status, ExitCode: c.ExitCode, Message: c.Message}
 		}
 		d.Allocs = append(d.Allocs, da)

@@ -100,8 +100,8 @@ func fxInvariants(s *State) string {
 			}
 			var sum int64
 			for id, a := range w.Running {
-				if a.ID != id || a.Status != AllocRunning || a.WorkerID != w.ID || p.Alloc(id) != a {
-					return fmt.Sprintf("worker %s lists alloc %s (%s on %s) as running", w.ID, id, a.Status, a.WorkerID)
+				if a.ID != id || a.Status() != AllocRunning || a.WorkerID() != w.ID || p.Alloc(id) != a {
+					return fmt.Sprintf("worker %s lists alloc %s (%s on %s) as running", w.ID, id, a.Status(), a.WorkerID())
 				}
 				sum += a.Size
 			}
@@ -135,17 +135,17 @@ func fxInvariants(s *State) string {
 			if e == nil {
 				return "alloc " + a.ID + " of unknown eval"
 			}
-			if a.Status == AllocRunning {
-				w := p.Worker(a.WorkerID)
+			if a.Status() == AllocRunning {
+				w := p.Worker(a.WorkerID())
 				if w == nil || w.Running[a.ID] != a {
 					return "running alloc " + a.ID + " not on its worker"
 				}
 				runningOf[a.EvalID]++
-				if e.Status != EvalPlaced || e.AllocID != a.ID {
-					return fmt.Sprintf("alloc %s runs but eval %s is %s with alloc %s", a.ID, e.ID, e.Status, e.AllocID)
+				if e.Status() != EvalPlaced || e.AllocID != a.ID {
+					return fmt.Sprintf("alloc %s runs but eval %s is %s with alloc %s", a.ID, e.ID, e.Status(), e.AllocID)
 				}
 			}
-			if a.Status == AllocCompleted && a.Completion == nil {
+			if a.Status() == AllocCompleted && a.Completion() == nil {
 				return "completed alloc " + a.ID + " without completion"
 			}
 		}
@@ -155,18 +155,18 @@ func fxInvariants(s *State) string {
 		}
 		pending := 0
 		for i, e := range queue {
-			if e.Status != EvalPending || p.Eval(e.ID) != e {
-				return fmt.Sprintf("queue holds eval %s that is %s", e.ID, e.Status)
+			if e.Status() != EvalPending || p.Eval(e.ID) != e {
+				return fmt.Sprintf("queue holds eval %s that is %s", e.ID, e.Status())
 			}
-			if i > 0 && e.QueuedAt.Before(queue[i-1].QueuedAt) {
-				return fmt.Sprintf("queue order: %s queued at %v after %s queued at %v", e.ID, e.QueuedAt, queue[i-1].ID, queue[i-1].QueuedAt)
+			if i > 0 && e.QueuedAt().Before(queue[i-1].QueuedAt()) {
+				return fmt.Sprintf("queue order: %s queued at %v after %s queued at %v", e.ID, e.QueuedAt(), queue[i-1].ID, queue[i-1].QueuedAt())
 			}
 		}
 		for _, e := range p.Evals() {
 			if runningOf[e.ID] > 1 {
 				return "eval " + e.ID + " has several running allocs"
 			}
-			switch e.Status {
+			switch e.Status() {
 			case EvalPending:
 				pending++
 				if !slices.Contains(queue, e) {
@@ -174,19 +174,19 @@ func fxInvariants(s *State) string {
 				}
 			case EvalPlaced:
 				a := p.Alloc(e.AllocID)
-				if a == nil || a.EvalID != e.ID || a.Status == AllocCompleted || a.Attempt != e.Attempts {
+				if a == nil || a.EvalID != e.ID || a.Status() == AllocCompleted || a.Attempt != e.Attempts {
 					return "placed eval " + e.ID + " without its alloc"
 				}
-				if p.AwaitingRetry(e) != (a.Status == AllocExpired) {
+				if p.AwaitingRetry(e) != (a.Status() == AllocExpired) {
 					return "AwaitingRetry wrong for " + e.ID
 				}
 			case EvalCompleted:
-				if a := p.Alloc(e.AllocID); a == nil || a.Status != AllocCompleted || a.Completion.Status != e.Result {
+				if a := p.Alloc(e.AllocID); a == nil || a.Status() != AllocCompleted || a.Completion().Status != e.Result() {
 					return "completed eval " + e.ID + " without a completed alloc"
 				}
 			}
-			if e.Status != EvalPlaced && p.AwaitingRetry(e) {
-				return "AwaitingRetry true for " + string(e.Status) + " eval " + e.ID
+			if e.Status() != EvalPlaced && p.AwaitingRetry(e) {
+				return "AwaitingRetry true for " + string(e.Status()) + " eval " + e.ID
 			}
 		}
 		if pending != len(queue) {
@@ -267,7 +267,7 @@ func (g *fxGen) next() (string, events.Data) {
 		workers = append(workers, w.ID)
 	}
 	for _, a := range p.Allocs() {
-		switch a.Status {
+		switch a.Status() {
 		case AllocRunning:
 			running = append(running, a.ID)
 		case AllocExpired:

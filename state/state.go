@@ -247,61 +247,350 @@ func (w *Worker) RunningAllocs() []*Alloc {
 	return out
 }
 
-// Eval is a scheduling request and where it stands.
+// Eval is a scheduling request and where it stands. It is kept compact (the
+// fold holds one per eval ever submitted): what is rarely set lives behind
+// one pointer, times are stamps and the status is a code. The accessors give
+// the values.
 type Eval struct {
 	ID        string
 	DatasetID string
 	Size      int64
-	Payload   json.RawMessage
-	Status    EvalStatus
 	// Attempts counts placements so far.
 	Attempts int
 	// NextAttempt is the attempt number of the next placement.
 	NextAttempt int
 	// AllocID is the current (or last) alloc.
-	AllocID     string
-	SubmittedAt time.Time
-	// QueuedAt is when the eval last entered the queue.
-	QueuedAt time.Time
-	// EndedAt is when the eval reached a final status.
-	EndedAt time.Time
-	// Reason says why the eval was rejected, requeued or dead-lettered.
-	Reason string
-	// Result is the completion status of a completed eval.
-	Result events.CompletionStatus
+	AllocID string
 	// Position is where the eval.submitted event sits on the log.
 	Position events.Position
 
+	submittedAt stamp
+	queuedAt    stamp
 	// qnode is the eval's node in its pool's queue while pending.
 	qnode *queueNode
+	// extra holds what most evals never set; nil until one is.
+	extra  *evalExtra
+	status evalCode
 }
 
-// Alloc is a placed eval.
+// evalExtra is the rarely set part of an eval.
+type evalExtra struct {
+	payload json.RawMessage
+	endedAt stamp
+	reason  string
+	result  events.CompletionStatus
+}
+
+func (ev *Eval) more() *evalExtra {
+	if ev.extra == nil {
+		ev.extra = &evalExtra{endedAt: zeroStamp}
+	}
+	return ev.extra
+}
+
+// Status is where the eval stands.
+func (ev *Eval) Status() EvalStatus { return ev.status.status() }
+
+// Payload is the opaque payload the eval was submitted with.
+func (ev *Eval) Payload() json.RawMessage {
+	if ev.extra == nil {
+		return nil
+	}
+	return ev.extra.payload
+}
+
+// SubmittedAt is when the eval was submitted.
+func (ev *Eval) SubmittedAt() time.Time { return ev.submittedAt.time() }
+
+// QueuedAt is when the eval last entered the queue.
+func (ev *Eval) QueuedAt() time.Time { return ev.queuedAt.time() }
+
+// EndedAt is when the eval reached a final status.
+func (ev *Eval) EndedAt() time.Time {
+	if ev.extra == nil {
+		return time.Time{}
+	}
+	return ev.extra.endedAt.time()
+}
+
+// Reason says why the eval was rejected, requeued or dead-lettered.
+func (ev *Eval) Reason() string {
+	if ev.extra == nil {
+		return ""
+	}
+	return ev.extra.reason
+}
+
+// Result is the completion status of a completed eval.
+func (ev *Eval) Result() events.CompletionStatus {
+	if ev.extra == nil {
+		return ""
+	}
+	return ev.extra.result
+}
+
+// end moves ev to a final status at time at.
+func (ev *Eval) end(status evalCode, at time.Time) {
+	ev.status = status
+	ev.more().endedAt = toStamp(at)
+}
+
+// setReason sets the reason (an empty one allocates nothing).
+func (ev *Eval) setReason(reason string) {
+	if reason != "" || ev.extra != nil {
+		ev.more().reason = reason
+	}
+}
+
+// evalCode is an EvalStatus in one byte; the zero code is the empty status
+// of a zero Eval.
+type evalCode uint8
+
+const (
+	evalNoCode evalCode = iota
+	evalPendingCode
+	evalPlacedCode
+	evalCompletedCode
+	evalRejectedCode
+	evalDeadLetteredCode
+)
+
+func (c evalCode) status() EvalStatus {
+	switch c {
+	case evalPendingCode:
+		return EvalPending
+	case evalPlacedCode:
+		return EvalPlaced
+	case evalCompletedCode:
+		return EvalCompleted
+	case evalRejectedCode:
+		return EvalRejected
+	case evalDeadLetteredCode:
+		return EvalDeadLettered
+	}
+	return ""
+}
+
+// Alloc is a placed eval. It is kept compact (the fold holds one per eval
+// ever placed): what is rarely set lives behind one pointer, times are
+// stamps, statuses and strategies are codes, and the worker id and topic
+// come from the worker it was placed on. The accessors give the values.
 type Alloc struct {
 	ID        string
 	EvalID    string
-	WorkerID  string
 	DatasetID string
 	Size      int64
 	Attempt   int
-	Deadline  time.Time
-	Status    AllocStatus
-	PlacedAt  time.Time
-	EndedAt   time.Time
-	Topic     string
-	// Placement is what the alloc keeps of its decision record beyond its
-	// own fields: strategy, locality, candidates, wait, basis and the
-	// deadline it was placed with. PlacedData rebuilds the whole record.
-	Placement Placement
-	// Completion is set once the worker completed the alloc.
-	Completion *events.AllocCompletedData
-	// ExpiryReason is set once the alloc expired.
-	ExpiryReason string
+
+	// worker is the worker the alloc was placed on (it may have expired
+	// since, or been replaced by a namesake): its id and, unless the
+	// placement named another one, its topic.
+	worker         *Worker
+	deadline       stamp
+	placedAt       stamp
+	placedDeadline stamp
+	waitedMs       events.Millis
+	basis          int64
+	candidates     int32
+	status         allocCode
+	strategy       strategyCode
+	locality       localityCode
+	// extra holds what most allocs never set; nil until one is.
+	extra *allocExtra
 }
 
-// Placement is the part of an alloc.placed record that the alloc does not
-// hold in its own fields. (The fold keeps one per alloc, so it keeps no
-// second copy of the ids and topic.)
+// allocExtra is the rarely set part of an alloc.
+type allocExtra struct {
+	endedAt      stamp
+	completion   *events.AllocCompletedData
+	expiryReason string
+	// topic is set when the placement named a topic other than its
+	// worker's.
+	topic    string
+	hasTopic bool
+	// strategy and locality are set when their codes are unknown.
+	strategy events.Strategy
+	locality events.Locality
+	// candidates is set when the count does not fit the int32.
+	candidates int
+}
+
+func (a *Alloc) more() *allocExtra {
+	if a.extra == nil {
+		a.extra = &allocExtra{endedAt: zeroStamp}
+	}
+	return a.extra
+}
+
+// WorkerID is the worker the alloc was placed on.
+func (a *Alloc) WorkerID() string { return a.worker.ID }
+
+// Topic is the alloc topic the placement named.
+func (a *Alloc) Topic() string {
+	if a.extra != nil && a.extra.hasTopic {
+		return a.extra.topic
+	}
+	return a.worker.Topic
+}
+
+// Deadline is when the alloc expires unless its worker heartbeats it.
+func (a *Alloc) Deadline() time.Time { return a.deadline.time() }
+
+// Status is where the alloc stands.
+func (a *Alloc) Status() AllocStatus { return a.status.status() }
+
+// PlacedAt is when the alloc was placed.
+func (a *Alloc) PlacedAt() time.Time { return a.placedAt.time() }
+
+// EndedAt is when the alloc completed or expired (zero while running).
+func (a *Alloc) EndedAt() time.Time {
+	if a.extra == nil {
+		return time.Time{}
+	}
+	return a.extra.endedAt.time()
+}
+
+// Completion is set once the worker completed the alloc.
+func (a *Alloc) Completion() *events.AllocCompletedData {
+	if a.extra == nil {
+		return nil
+	}
+	return a.extra.completion
+}
+
+// ExpiryReason is set once the alloc expired.
+func (a *Alloc) ExpiryReason() string {
+	if a.extra == nil {
+		return ""
+	}
+	return a.extra.expiryReason
+}
+
+// Placement is what the alloc keeps of its decision record beyond its own
+// fields: strategy, locality, candidates, wait, basis and the deadline it
+// was placed with. PlacedData rebuilds the whole record.
+func (a *Alloc) Placement() Placement {
+	pl := Placement{Deadline: a.placedDeadline.time(), WaitedMs: a.waitedMs, Basis: a.basis,
+		Candidates: int(a.candidates)}
+	if a.candidates == candidatesElsewhere {
+		pl.Candidates = a.extra.candidates
+	}
+	if pl.Strategy = a.strategy.strategy(); a.strategy == strategyOther {
+		pl.Strategy = a.extra.strategy
+	}
+	if pl.Locality = a.locality.locality(); a.locality == localityOther {
+		pl.Locality = a.extra.locality
+	}
+	return pl
+}
+
+// setPlacement stores pl in a's compact fields.
+func (a *Alloc) setPlacement(pl Placement) {
+	a.placedDeadline, a.waitedMs, a.basis = toStamp(pl.Deadline), pl.WaitedMs, pl.Basis
+	if c := int32(pl.Candidates); int(c) == pl.Candidates && c != candidatesElsewhere {
+		a.candidates = c
+	} else {
+		a.candidates = candidatesElsewhere
+		a.more().candidates = pl.Candidates
+	}
+	if a.strategy = strategyCodeOf(pl.Strategy); a.strategy == strategyOther {
+		a.more().strategy = pl.Strategy
+	}
+	if a.locality = localityCodeOf(pl.Locality); a.locality == localityOther {
+		a.more().locality = pl.Locality
+	}
+}
+
+// candidatesElsewhere marks a candidate count held in allocExtra.
+const candidatesElsewhere = -1 << 31
+
+// allocCode is an AllocStatus in one byte.
+type allocCode uint8
+
+const (
+	allocRunningCode allocCode = iota
+	allocCompletedCode
+	allocExpiredCode
+)
+
+func (c allocCode) status() AllocStatus {
+	switch c {
+	case allocCompletedCode:
+		return AllocCompleted
+	case allocExpiredCode:
+		return AllocExpired
+	}
+	return AllocRunning
+}
+
+// strategyCode is a placement's strategy in one byte; strategyOther means
+// the string is in allocExtra.
+type strategyCode uint8
+
+const (
+	strategyOther strategyCode = iota
+	strategySpread
+	strategyBinpack
+)
+
+func strategyCodeOf(s events.Strategy) strategyCode {
+	switch s {
+	case events.Spread:
+		return strategySpread
+	case events.Binpack:
+		return strategyBinpack
+	}
+	return strategyOther
+}
+
+func (c strategyCode) strategy() events.Strategy {
+	switch c {
+	case strategySpread:
+		return events.Spread
+	case strategyBinpack:
+		return events.Binpack
+	}
+	return ""
+}
+
+// localityCode is a placement's locality in one byte; localityOther means
+// the string is in allocExtra.
+type localityCode uint8
+
+const (
+	localityOther localityCode = iota
+	localityNone
+	localityHit
+	localityMiss
+)
+
+func localityCodeOf(l events.Locality) localityCode {
+	switch l {
+	case events.LocalityNone:
+		return localityNone
+	case events.LocalityHit:
+		return localityHit
+	case events.LocalityMiss:
+		return localityMiss
+	}
+	return localityOther
+}
+
+func (c localityCode) locality() events.Locality {
+	switch c {
+	case localityNone:
+		return events.LocalityNone
+	case localityHit:
+		return events.LocalityHit
+	case localityMiss:
+		return events.LocalityMiss
+	}
+	return ""
+}
+
+// Placement is the part of an alloc.placed record beyond the alloc's ids,
+// size, attempt and topic. Alloc.Placement builds it from the alloc's
+// compact fields.
 type Placement struct {
 	// Deadline is the deadline the placement set; the alloc's Deadline
 	// moves on with heartbeats.
@@ -322,8 +611,8 @@ type Placement struct {
 // PlacedData rebuilds the alloc.placed record that placed a: the alloc's
 // own fields as placed plus its Placement.
 func (a *Alloc) PlacedData() events.AllocPlacedData {
-	pl := a.Placement
-	return events.AllocPlacedData{AllocID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID, DatasetID: a.DatasetID,
-		Size: a.Size, Attempt: a.Attempt, Deadline: pl.Deadline, Topic: a.Topic, Strategy: pl.Strategy,
+	pl := a.Placement()
+	return events.AllocPlacedData{AllocID: a.ID, EvalID: a.EvalID, WorkerID: a.WorkerID(), DatasetID: a.DatasetID,
+		Size: a.Size, Attempt: a.Attempt, Deadline: pl.Deadline, Topic: a.Topic(), Strategy: pl.Strategy,
 		Locality: pl.Locality, Candidates: pl.Candidates, WaitedMs: pl.WaitedMs, Basis: pl.Basis}
 }

@@ -80,7 +80,7 @@ func (it ttlItem) entry() TTLEntry {
 	e := TTLEntry{Kind: it.kind, Alloc: it.alloc, Worker: it.worker, Dataset: it.dataset}
 	switch it.kind {
 	case TTLAlloc:
-		e.Deadline = it.alloc.Deadline
+		e.Deadline = it.alloc.Deadline()
 	case TTLWorker:
 		e.Deadline = it.worker.Deadline
 	case TTLReplica:
@@ -157,7 +157,7 @@ func (t *TTLIndex) move(old TTLEntry, deadline time.Time) {
 	t.tree.ReplaceOrInsert(itemOf(old))
 }
 
-func allocTTL(a *Alloc) TTLEntry { return TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline, Alloc: a} }
+func allocTTL(a *Alloc) TTLEntry { return TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline(), Alloc: a} }
 func workerTTL(w *Worker) TTLEntry {
 	return TTLEntry{Kind: TTLWorker, Deadline: w.Deadline, Worker: w}
 }

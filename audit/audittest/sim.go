@@ -216,7 +216,7 @@ func (s *sim) foreign() {
 		}
 		var running []*state.Alloc
 		for _, a := range p.Allocs() {
-			if a.Status == state.AllocRunning && !expiring[a.ID] {
+			if a.Status() == state.AllocRunning && !expiring[a.ID] {
 				running = append(running, a)
 			}
 		}
