@@ -52,7 +52,7 @@ func TestRebuildDecodesAhead(t *testing.T) {
 	e.waitView(2*testkit.Timeout, "every eval placed", func(st *state.State) bool {
 		n := 0
 		for _, ev := range st.Pool(pool).Evals() {
-			if ev.Status == state.EvalPlaced {
+			if ev.Status() == state.EvalPlaced {
 				n++
 			}
 		}
