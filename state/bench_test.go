@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -111,7 +112,7 @@ func BenchmarkFold(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(h))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(h))*float64(b.N)/cpu(), "events/cpu-s")
-	b.ReportMetric(float64(heap)/nEvals, "heap-B/eval")
+	b.ReportMetric(float64(heap)/float64(nEvals), "heap-B/eval")
 }
 
 // BenchmarkFoldHeap1M folds the history of the c1m gate (1M evals placed on
@@ -119,7 +120,10 @@ func BenchmarkFold(b *testing.B) {
 // the fold keeps (total and per eval with its alloc) and the memory the
 // process got from the OS. Run it with -benchtime 1x.
 func BenchmarkFoldHeap1M(b *testing.B) {
-	const nEvals, nWorkers = 1_000_000, 5_000
+	nEvals, nWorkers := 1_000_000, 5_000
+	if os.Getenv("LINE_BENCH_SMALL") != "" {
+		nEvals, nWorkers = 10_000, 50 // make bench-smoke: keep it compiling and running, not measuring
+	}
 	h := bxHistory(nEvals, nWorkers)
 	b.ResetTimer()
 	var heap uint64
@@ -130,7 +134,7 @@ func BenchmarkFoldHeap1M(b *testing.B) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
-	b.ReportMetric(float64(heap)/nEvals, "heap-B/eval")
+	b.ReportMetric(float64(heap)/float64(nEvals), "heap-B/eval")
 	b.ReportMetric(float64(ms.Sys)/(1<<20), "sys-MiB")
 }
 
