@@ -40,7 +40,7 @@ type Options struct {
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBatchRecords caps the records one Pebble batch reflects; default
-	// 100,000. A batch takes what the consumer has buffered, up to this
+	// 20,000. A batch takes what the consumer has buffered, up to this
 	// cap: small when the view keeps up with the log, large while it
 	// catches up (a rebuild), where fewer, larger batches write each row
 	// once for many events.
@@ -85,8 +85,11 @@ type Stats struct {
 	Batches int64
 }
 
-// DefaultMaxBatchRecords is the default of Options.MaxBatchRecords.
-const DefaultMaxBatchRecords = 100_000
+// DefaultMaxBatchRecords is the default of Options.MaxBatchRecords. A
+// batch's rows are held in memory until written: at c1m scale, batches of
+// 100,000 records took ~150 MB more of the projector's heap than batches
+// of 20,000 (its peak RSS went past 1 GiB).
+const DefaultMaxBatchRecords = 20_000
 
 // ErrStopped is returned by waits once the projector stopped.
 var ErrStopped = errors.New("projections: the projector stopped")
