@@ -57,11 +57,11 @@ func (c *Checker) Summary() Summary {
 	for _, p := range c.st.Pools() {
 		s.Pools[p.Status]++
 		s.Workers += int64(p.NumWorkers())
-		for _, ev := range p.Evals() {
-			s.Evals[ev.Status()]++
+		for st, n := range p.EvalsByStatus() {
+			s.Evals[st] += n
 		}
-		for _, a := range p.Allocs() {
-			s.Allocs[a.Status()]++
+		for st, n := range p.AllocsByStatus() {
+			s.Allocs[st] += n
 		}
 	}
 	for k, n := range c.sum.violations {

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -379,5 +380,29 @@ func (g *fxGen) next() (string, events.Data) {
 		return pool, events.AllocCompletedData{AllocID: from(running, "a", 20), Status: status}
 	default:
 		return pool, fxExpired(from(running, "a", 20))
+	}
+}
+
+// TestCountsByStatus: the unsorted counts agree with the sorted listings.
+func TestCountsByStatus(t *testing.T) {
+	s := bxFold(t, bxHistory(2_000, 40), events.Unmarshal)
+	for _, p := range s.Pools() {
+		evals := map[EvalStatus]int64{}
+		for _, e := range p.Evals() {
+			evals[e.Status()]++
+		}
+		allocs := map[AllocStatus]int64{}
+		for _, a := range p.Allocs() {
+			allocs[a.Status()]++
+		}
+		if got := p.EvalsByStatus(); !maps.Equal(got, evals) {
+			t.Errorf("pool %s: EvalsByStatus %v, Evals gives %v", p.ID, got, evals)
+		}
+		if got := p.AllocsByStatus(); !maps.Equal(got, allocs) {
+			t.Errorf("pool %s: AllocsByStatus %v, Allocs gives %v", p.ID, got, allocs)
+		}
+		if len(evals) == 0 || len(allocs) == 0 {
+			t.Errorf("pool %s: nothing to count (%d evals, %d allocs)", p.ID, len(evals), len(allocs))
+		}
 	}
 }

@@ -156,6 +156,26 @@ func (p *Pool) NumWorkers() int { return len(p.workers) }
 // NumEvals is the number of evals the pool knows, in any status.
 func (p *Pool) NumEvals() int { return len(p.evals) }
 
+// EvalsByStatus counts the pool's evals by status, without the sorting
+// of Evals.
+func (p *Pool) EvalsByStatus() map[EvalStatus]int64 {
+	out := make(map[EvalStatus]int64)
+	for _, e := range p.evals {
+		out[e.Status()]++
+	}
+	return out
+}
+
+// AllocsByStatus counts the pool's allocs by status, without the sorting
+// of Allocs.
+func (p *Pool) AllocsByStatus() map[AllocStatus]int64 {
+	out := make(map[AllocStatus]int64)
+	for _, a := range p.allocs {
+		out[a.Status()]++
+	}
+	return out
+}
+
 // Workers returns the registered workers sorted by id.
 func (p *Pool) Workers() []*Worker {
 	out := make([]*Worker, 0, len(p.workers))
