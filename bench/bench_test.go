@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -141,5 +142,21 @@ func TestEvalGen(t *testing.T) {
 	}
 	if got := string(batchBody([]evalSpec{{ID: "a", Size: 2}, {Dataset: "d1", Size: 1}})); got != `{"evals":[{"eval_id":"a","size":2},{"dataset_id":"d1","size":1}]}` {
 		t.Errorf("batch body %s", got)
+	}
+}
+
+// TestResultSkipsUncomputedValues: a NaN or infinite value is not recorded,
+// so that results.json can always be written.
+func TestResultSkipsUncomputedValues(t *testing.T) {
+	r := newResult("x")
+	r.add("m", "ms", math.NaN())
+	r.add("m", "ms", math.Inf(1))
+	r.add("m", "ms", 3)
+	m := r.Get("m")
+	if m == nil || len(m.Runs) != 1 || m.Median != 3 {
+		t.Fatalf("metric %+v, want one run of 3", m)
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Fatalf("marshal: %v", err)
 	}
 }

@@ -77,8 +77,14 @@ func newResult(name string) *Result {
 	return &Result{Scenario: name, Params: map[string]any{}}
 }
 
-// add appends v to the runs of the metric name (created on first use).
+// add appends v to the runs of the metric name (created on first use). A
+// value that could not be computed (NaN or infinite, e.g. the time from a
+// round's commit to the next decision when there was one round) is not
+// recorded.
 func (r *Result) add(name, unit string, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
 	for _, m := range r.Metrics {
 		if m.Name == name {
 			m.Runs = append(m.Runs, v)
