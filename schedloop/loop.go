@@ -587,7 +587,7 @@ func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record, 
 				kgo.RecordHeader{Key: "source", Value: []byte(pos.String())},
 				kgo.RecordHeader{Key: "error", Value: []byte(err.Error())})}, nil
 	}
-	if allocs := part.aheadAllocs[e.Pool]; allocs != nil && !commutesWithPlacements(e, allocs) {
+	if allocs := part.aheadAllocs[e.Pool]; allocs != nil && !state.CommutesWithPlacements(e, allocs) {
 		l.log.Warn("an event lands before placements applied ahead and does not provably commute with them; folding the partition again",
 			"position", pos.String(), "type", e.Type, "id", e.ID)
 		if err := l.refoldLocked(ctx, part, r.Offset); err != nil {
@@ -610,29 +610,6 @@ func (l *Loop) applyLocked(ctx context.Context, part *partition, r *kgo.Record, 
 	}
 	part.dirty[e.Pool] = struct{}{}
 	return nil, nil
-}
-
-// commutesWithPlacements tells whether event e of a pool, folded after
-// placements of that pool that lie further on the log (their alloc ids in
-// allocs), gives the state folding it before them gives. It says yes only
-// for the events ingest writes, and only when they do not name one of those
-// allocs (see the package doc); anything else counts as a conflict.
-func commutesWithPlacements(e events.Envelope, allocs map[string]struct{}) bool {
-	switch d := e.Data.(type) {
-	case events.EvalSubmittedData, events.WorkerRegisteredData, events.PoolCreatedData, events.PoolDisbandedData:
-		return true
-	case events.WorkerHeartbeatData:
-		for _, id := range d.Allocs {
-			if _, ok := allocs[id]; ok {
-				return false
-			}
-		}
-		return true
-	case events.AllocCompletedData:
-		_, ok := allocs[d.AllocID]
-		return !ok
-	}
-	return false
 }
 
 // dropAhead forgets a placement applied ahead, once read back.
