@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -77,7 +78,7 @@ func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLi
 			_ = s.stop(time.Minute)
 		}
 	}()
-	env = append(append(env, "LINE_KAFKA_BROKERS="+joinAddrs(brk.ready.Kafka), "LINE_VIEW_DIR="+dir+"/views"), limit...)
+	env = append(append(env, "LINE_KAFKA_BROKERS="+strings.Join(brk.ready.Kafka, ","), "LINE_VIEW_DIR="+dir+"/views"), limit...)
 	for _, role := range []Role{RoleIngest, RoleProjector, RoleScheduler} {
 		c, err := startChild(ctx, launch, role, env, fmt.Sprintf("%s/%s.log", dir, role))
 		if err != nil {
@@ -92,17 +93,6 @@ func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLi
 		}
 	}
 	return s, nil
-}
-
-func joinAddrs(addrs []string) string {
-	out := ""
-	for i, a := range addrs {
-		if i > 0 {
-			out += ","
-		}
-		out += a
-	}
-	return out
 }
 
 // name is how results label a service's process ("line dev" or its role).
