@@ -47,7 +47,7 @@ func BenchmarkScenarios(b *testing.B) {
 	o.Log = benchLog{b}
 	for b.Loop() {
 		r := NewRunner(o)
-		if err := r.Run(context.Background(), []string{"c1m", "replay", "takeover", "latency", "ingest"}); err != nil {
+		if err := r.Run(context.Background(), []string{"c1m-shared", "c1m", "replay", "takeover", "latency", "ingest"}); err != nil {
 			b.Fatal(err)
 		}
 		for _, res := range r.Results {
@@ -65,6 +65,7 @@ func BenchmarkScenarios(b *testing.B) {
 			}
 		}
 		report("c1m", "evals/s", "evals/s")
+		report("c1m-shared", "evals/s", "shared-evals/s")
 		report("latency", "p99", "p99-ms")
 		report("ingest", "requests/s", "req/s")
 		report("takeover", "takeover: start to placed", "takeover-s")

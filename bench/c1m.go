@@ -20,10 +20,12 @@ import (
 // topic (timed on the alloc.placed events, committed in the same
 // transaction, then checked on the worker topics); then it measures the broker limit on the same broker. The last
 // run's line dev stays up as the history of replay and takeover when
-// keep is set.
-func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) {
+// keep is set. delivery is the pool's delivery mode (per-worker or
+// shared); the result is named after the scenario, name.
+func (r *Runner) c1m(ctx context.Context, name string, runs int, keep bool, delivery string) (*Result, error) {
 	o := r.o
-	res := newResult("c1m")
+	o.Delivery = delivery
+	res := newResult(name)
 	res.Params["workers"], res.Params["evals"], res.Params["batch"], res.Params["batch_concurrency"] = o.Workers, o.Evals, o.BatchSize, o.BatchConc
 	res.Params["strategy"], res.Params["locality_wait"], res.Params["datasets"], res.Params["headroom"] = o.Strategy, o.LocalityWait.String(), o.Datasets, o.Headroom
 	res.Params["delivery"] = o.Delivery
@@ -39,7 +41,7 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 	topics, _ := events.NewTopics(benchDeployment)
 	for run := 1; run <= runs; run++ {
 		last := run == runs && keep
-		if err := r.c1mRun(ctx, res, run, specs, capacity, topics, last); err != nil {
+		if err := r.c1mRun(ctx, o, res, run, specs, capacity, topics, last); err != nil {
 			return res, err
 		}
 	}
@@ -60,9 +62,8 @@ func (r *Runner) c1m(ctx context.Context, runs int, keep bool) (*Result, error) 
 	return res, nil
 }
 
-func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalSpec, capacity int64, topics events.Topics, keep bool) (err error) {
-	o := r.o
-	dir, err := mkdir(o.Out, fmt.Sprintf("c1m-run%d", run))
+func (r *Runner) c1mRun(ctx context.Context, o Options, res *Result, run int, specs []evalSpec, capacity int64, topics events.Topics, keep bool) (err error) {
+	dir, err := mkdir(o.Out, fmt.Sprintf("%s-run%d", res.Scenario, run))
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	if err := api.createPool(ctx, "c1m", o.Strategy, o.LocalityWait, o.Delivery); err != nil {
 		return err
 	}
-	r.logf("c1m run %d: registering %d workers (capacity %d, delivery %s)", run, o.Workers, capacity, o.Delivery)
+	r.logf("%s run %d: registering %d workers (capacity %d, delivery %s)", res.Scenario, run, o.Workers, capacity, o.Delivery)
 	t := time.Now()
 	if err := api.registerWorkers(ctx, "c1m", workerSpecs(o.Workers, capacity, o.Datasets), o.RegisterConc); err != nil {
 		return err
@@ -113,7 +114,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 		}
 	}
 	cpu0 := sys.cpu(ctx)
-	r.logf("c1m run %d: workers registered in %.1fs; submitting %d evals in batches of %d", run, reg.Seconds(), len(specs), o.BatchSize)
+	r.logf("%s run %d: workers registered in %.1fs; submitting %d evals in batches of %d", res.Scenario, run, reg.Seconds(), len(specs), o.BatchSize)
 	t0 := time.Now()
 	pctx, stopProgress := context.WithCancel(ctx)
 	go func() {
@@ -122,7 +123,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 			case <-pctx.Done():
 				return
 			case <-time.After(10 * time.Second):
-				r.logf("c1m run %d: submitting; %d allocs readable after %.0fs", run, w.count.Load(), time.Since(t0).Seconds())
+				r.logf("%s run %d: submitting; %d allocs readable after %.0fs", res.Scenario, run, w.count.Load(), time.Since(t0).Seconds())
 			}
 		}
 	}()
@@ -135,10 +136,10 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	if submitted != len(specs) {
 		return fmt.Errorf("submitted %d evals, %d accepted", len(specs), submitted)
 	}
-	r.logf("c1m run %d: all %d evals acknowledged after %.1fs (%.0f evals/s); waiting for the allocs", run, submitted, acked.Seconds(), float64(submitted)/acked.Seconds())
+	r.logf("%s run %d: all %d evals acknowledged after %.1fs (%.0f evals/s); waiting for the allocs", res.Scenario, run, submitted, acked.Seconds(), float64(submitted)/acked.Seconds())
 	wctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 	end, err := w.waitCount(wctx, int64(len(specs)), func(n int64) {
-		r.logf("c1m run %d: %d allocs readable after %.0fs", run, n, time.Since(t0).Seconds())
+		r.logf("%s run %d: %d allocs readable after %.0fs", res.Scenario, run, n, time.Since(t0).Seconds())
 		if e := sys.exited(); e != nil {
 			cancel()
 		}
@@ -173,7 +174,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	}
 	res.add("largest service peak RSS", "MiB", peak)
 	if o.Profile {
-		prefix := fmt.Sprintf("%s/c1m-run%d", o.Out, run)
+		prefix := fmt.Sprintf("%s/%s-run%d", o.Out, res.Scenario, run)
 		cpus, err := sys.stopCPU(ctx, prefix)
 		if err != nil {
 			return err
@@ -205,7 +206,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	} else if err != nil {
 		res.note("run %d: round breakdown unavailable: %v", run, err)
 	}
-	r.logf("c1m run %d: %d allocs readable after %.1fs (%.0f evals/s), largest service peak RSS %.0f MiB; checking the alloc records (%s delivery)", run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), peak, o.Delivery)
+	r.logf("%s run %d: %d allocs readable after %.1fs (%.0f evals/s), largest service peak RSS %.0f MiB; checking the alloc records (%s delivery)", res.Scenario, run, len(specs), e2e.Seconds(), float64(len(specs))/e2e.Seconds(), peak, o.Delivery)
 	if o.Delivery == string(events.Shared) {
 		if err := verifyShared(ctx, res, run, sys.kafka, topics, len(specs)); err != nil {
 			return err
@@ -213,7 +214,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	} else if err := verifyPerWorker(ctx, res, run, sys.kafka, topics, len(specs)); err != nil {
 		return err
 	}
-	r.logf("c1m run %d: measuring the broker limit", run)
+	r.logf("%s run %d: measuring the broker limit", res.Scenario, run)
 	cp, err := brokerCopy(ctx, sys.kafka, len(specs), o.BatchSize, 20000)
 	if err != nil {
 		return fmt.Errorf("broker limit: %w", err)
@@ -222,7 +223,7 @@ func (r *Runner) c1mRun(ctx context.Context, res *Result, run int, specs []evalS
 	res.add("broker limit: txn copy", "records/s", copyRate)
 	res.add("broker limit: txn fill", "records/s", float64(cp.Records)/cp.Fill.Seconds())
 	res.add("ratio evals/s : copy records/s", "x", float64(len(specs))/e2e.Seconds()/copyRate)
-	r.logf("c1m run %d: broker limit: copy %.0f records/s (%d txns), fill %.0f records/s", run, copyRate, cp.Transactions, float64(cp.Records)/cp.Fill.Seconds())
+	r.logf("%s run %d: broker limit: copy %.0f records/s (%d txns), fill %.0f records/s", res.Scenario, run, copyRate, cp.Transactions, float64(cp.Records)/cp.Fill.Seconds())
 	return nil
 }
 

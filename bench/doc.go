@@ -17,6 +17,8 @@
 //     every alloc is committed on its worker topic; with the broker limit
 //     (a transactional copy of as many records between two topics) measured
 //     on the same broker in the same run.
+//   - c1m-shared: c1m with the pool's delivery shared (allocs on the shared
+//     alloc topic, keyed by worker): same measures, its own gate.
 //   - latency: a paced stream of single-eval POSTs; submit -> alloc readable
 //     (read_committed) on the worker topic.
 //   - ingest: single-eval POSTs from a closed loop of concurrent connections.

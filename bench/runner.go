@@ -10,11 +10,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/line-sched/line/events"
 )
 
 // Scenarios lists the scenarios in the order `all` runs them: replay and
-// takeover work on the history c1m leaves.
-var Scenarios = []string{"core", "c1m", "replay", "takeover", "latency", "ingest"}
+// takeover work on the history c1m leaves (c1m-shared runs first, so that
+// no idle history broker runs beside it).
+var Scenarios = []string{"core", "c1m-shared", "c1m", "replay", "takeover", "latency", "ingest"}
 
 // Runner runs scenarios and collects their results.
 type Runner struct {
@@ -97,7 +100,9 @@ func (r *Runner) scenario(ctx context.Context, name string) (*Result, error) {
 	case "core":
 		return r.core(ctx)
 	case "c1m":
-		return r.c1m(ctx, r.o.Runs, true)
+		return r.c1m(ctx, name, r.o.Runs, true, r.o.Delivery)
+	case "c1m-shared":
+		return r.c1m(ctx, name, r.o.Runs, false, string(events.Shared))
 	case "replay":
 		if err := r.ensureHistory(ctx); err != nil {
 			return nil, err
@@ -122,7 +127,7 @@ func (r *Runner) ensureHistory(ctx context.Context) error {
 		return nil
 	}
 	r.logf("no c1m history yet: making one (c1m, 1 run, %d workers, %d evals)", r.o.Workers, r.o.Evals)
-	res, err := r.c1m(ctx, 1, true)
+	res, err := r.c1m(ctx, "c1m", 1, true, r.o.Delivery)
 	if res != nil {
 		res.Scenario = "c1m (history for replay/takeover)"
 		res.Elapsed = 0

@@ -27,6 +27,8 @@ their medians, the gates of the issue, and where the profiles are. Scenarios:
             alloc is readable on its worker topic (--delivery shared: on the
             shared alloc topic); with the broker limit (a transactional copy of
             as many records) on the same broker
+  c1m-shared  c1m with shared delivery, whatever --delivery says (all runs
+            it before c1m; only c1m leaves the history of replay/takeover)
   replay    line audit and a projector rebuild over the c1m history
   takeover  a fresh scheduler on the c1m history: seconds until it places again
   latency   paced single-eval POSTs: submit -> alloc readable, p50/p95/p99
