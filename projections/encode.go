@@ -130,8 +130,8 @@ func marshalAlloc(v *AllocView) ([]byte, error) {
 	return w.done(v)
 }
 
-func marshalWorker(v *WorkerView) ([]byte, error) {
-	w := rowJSON{b: make([]byte, 0, 256+16*(len(v.Datasets)+len(v.RunningAllocs))), ok: true}
+func marshalWorker(v *workerRow) ([]byte, error) {
+	w := rowJSON{b: make([]byte, 0, 256+16*len(v.Datasets)), ok: true}
 	w.str(`{"pool_id":`, v.PoolID)
 	w.str(`,"worker_id":`, v.WorkerID)
 	w.int(`,"capacity":`, v.Capacity)
@@ -141,7 +141,6 @@ func marshalWorker(v *WorkerView) ([]byte, error) {
 	w.str(`,"topic":`, v.Topic)
 	w.str(`,"registered_at":`, v.RegisteredAt)
 	w.strs(`,"datasets":`, v.Datasets)
-	w.strs(`,"running_allocs":`, v.RunningAllocs)
 	w.raw("}")
 	return w.done(v)
 }
