@@ -114,7 +114,7 @@ func TestRunningAllocsFromIndex(t *testing.T) {
 		}
 	}
 	p, err = projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: filepath.Join(t.TempDir(), "views"),
-		Rebuild: true, Logger: testkit.Logger(t), MaxBatchRecords: 17, OnCommit: check})
+		Rebuild: true, Logger: testkit.Logger(t), MaxBatchRecords: 17, MaxBulkRecords: -1, OnCommit: check})
 	if err != nil {
 		t.Fatal(err)
 	}
