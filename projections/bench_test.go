@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 
 	"github.com/line-sched/line/audit/audittest"
@@ -16,6 +17,7 @@ import (
 var (
 	rebuildEvals   = flag.Int("rebuild.evals", 50_000, "BenchmarkRebuild: evals of the c1m-shaped history (twice as many events)")
 	rebuildWorkers = flag.Int("rebuild.workers", 1_000, "BenchmarkRebuild: workers of the c1m-shaped history")
+	rebuildVerbose = flag.Bool("rebuild.v", false, "BenchmarkRebuild: log the projector's messages to stderr")
 )
 
 // BenchmarkRebuild rebuilds the views from offset 0 (Open with Rebuild,
@@ -36,6 +38,9 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if *rebuildVerbose {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	b.ResetTimer()
 	cpu0 := audittest.CPUTime()
 	for range b.N {

@@ -1,8 +1,12 @@
 package projections
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,22 +59,36 @@ type bulkWriter struct {
 	opts      sstable.WriterOptions
 	w         *sstable.Writer
 	paths     []string
-	kbuf      []byte
+	last      []byte
+	started   bool
+	rows      int // keys with a value: rows, not index entries
 }
 
-func (b *bulkWriter) set(key string, value []byte) error {
+// errUnordered is a family whose natural order is not key order (ids that
+// need escaping, pools whose ids sort unlike their keys): it is then
+// written again, sorted.
+var errUnordered = errors.New("keys out of order")
+
+// put writes one key (which must be greater than the previous one).
+func (b *bulkWriter) put(key, value []byte) error {
+	if b.started && bytes.Compare(key, b.last) <= 0 {
+		return errUnordered
+	}
+	b.last, b.started = append(b.last[:0], key...), true
 	if b.w == nil {
 		path := filepath.Join(b.dir, fmt.Sprintf("%s-%06d.sst", b.name, len(b.paths)))
 		f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 		if err != nil {
-			return fmt.Errorf("projections: create %s: %w", path, err)
+			return fmt.Errorf("create %s: %w", path, err)
 		}
 		b.paths = append(b.paths, path)
 		b.w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), b.opts)
 	}
-	b.kbuf = append(b.kbuf[:0], key...)
-	if err := b.w.Set(b.kbuf, value); err != nil {
-		return fmt.Errorf("projections: bulk load: write %q: %w", key, err)
+	if err := b.w.Set(key, value); err != nil {
+		return fmt.Errorf("write %q: %w", key, err)
+	}
+	if len(value) > 0 {
+		b.rows++
 	}
 	if b.w.Raw().EstimatedSize() >= bulkFileBytes {
 		return b.cut()
@@ -86,78 +104,79 @@ func (b *bulkWriter) cut() error {
 	w := b.w
 	b.w = nil
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("projections: bulk load: finish %s: %w", b.paths[len(b.paths)-1], err)
+		return fmt.Errorf("finish %s: %w", b.paths[len(b.paths)-1], err)
 	}
 	return nil
 }
 
-// discard closes the current sstable after a failure.
+// discard closes and removes the files written so far.
 func (b *bulkWriter) discard() {
-	if b != nil && b.w != nil {
+	if b.w != nil {
 		_ = b.w.Close()
 		b.w = nil
 	}
-}
-
-// keyed is one row of a family, named by its key.
-type keyed[T any] struct {
-	key  string
-	pool string
-	v    T
-}
-
-func sortKeyed[T any](items []keyed[T]) {
-	cmp := func(a, b keyed[T]) int { return strings.Compare(a.key, b.key) }
-	if !slices.IsSortedFunc(items, cmp) {
-		slices.SortFunc(items, cmp)
+	for _, p := range b.paths {
+		_ = os.Remove(p)
 	}
+	b.paths, b.started, b.rows = nil, false, 0
 }
 
-// writeRows writes a family of rows in key order; value encodes a row,
-// into the buffer it is given if it is large enough.
-func writeRows[T any](b *bulkWriter, items []keyed[T], value func(buf []byte, pool string, v T) ([]byte, error)) (int, error) {
-	sortKeyed(items)
-	buf := make([]byte, 0, 1024)
-	for _, it := range items {
-		v, err := value(buf, it.pool, it.v)
+// emitter yields the keys and values of one family to put, in key order
+// if it can (a family's natural order is key order for valid ids).
+type emitter func(put func(key, value []byte) error) error
+
+// writeFamily writes one family into files of its own: in its natural
+// order, or, if that is not key order, sorted.
+func writeFamily(dir, name string, opts sstable.WriterOptions, emit emitter) (*bulkWriter, error) {
+	b := &bulkWriter{dir: dir, name: name, opts: opts}
+	err := emit(b.put)
+	if err == nil {
+		err = b.cut()
+	}
+	if !errors.Is(err, errUnordered) {
 		if err != nil {
-			return 0, err
+			b.discard()
 		}
-		if err := b.set(it.key, v); err != nil {
-			return 0, err
+		return b, err
+	}
+	b.discard()
+	type kv struct{ k, v string }
+	var kvs []kv
+	if err := emit(func(k, v []byte) error { kvs = append(kvs, kv{string(k), string(v)}); return nil }); err != nil {
+		return b, err
+	}
+	slices.SortFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	b = &bulkWriter{dir: dir, name: name + "-sorted", opts: opts}
+	for i, e := range kvs {
+		if i > 0 && e.k == kvs[i-1].k {
+			b.discard()
+			return b, fmt.Errorf("key %q twice", e.k)
 		}
-		if cap(v) > cap(buf) {
-			buf = v[:0]
+		if err := b.put([]byte(e.k), []byte(e.v)); err != nil {
+			b.discard()
+			return b, err
 		}
 	}
-	return len(items), nil
+	if err := b.cut(); err != nil {
+		b.discard()
+		return b, err
+	}
+	return b, nil
 }
 
-// writeIndex writes, in key order, the index entries with the given
-// prefix that gen yields.
-func writeIndex(b *bulkWriter, prefix string, gen func(add func(keys []string))) error {
-	var keys []string
-	gen(func(ks []string) {
-		for _, k := range ks {
-			if strings.HasPrefix(k, prefix) {
-				keys = append(keys, k)
-			}
-		}
-	})
-	if !slices.IsSorted(keys) {
-		slices.Sort(keys)
-	}
-	for _, k := range keys {
-		if err := b.set(k, nil); err != nil {
-			return err
+// appendSeg appends an id as one key segment (see esc).
+func appendSeg(dst []byte, id string) []byte {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c == '%' || c == '/' {
+			return append(dst, esc(id)...)
 		}
 	}
-	return nil
+	return append(dst, id...)
 }
 
 // poolLists are a pool's entities in id order, listed once for all the
-// families (a family may be written on another goroutine: the fold is
-// only read while the views are materialized).
+// families (families are written on several goroutines: the fold is only
+// read while the views are materialized).
 type poolLists struct {
 	p       *state.Pool
 	evals   func() []*state.Eval
@@ -165,144 +184,215 @@ type poolLists struct {
 	workers func() []*state.Worker
 }
 
-// family writes the keys of one prefix, in key order.
-type family func(b *bulkWriter) (rows int, err error)
-
-// materialize writes every row of the fold with its index entries, and the
-// checkpoint to, in key order (see the key layout in the package
-// documentation), and returns the files to ingest and the number of rows.
-// The key families are disjoint ranges of keys: they are written on
-// GOMAXPROCS goroutines, each into files of its own. The checkpoint has a
-// file of its own: the views hold their layout and topic beside it
-// already, and the other files, overlapping nothing, go to the bottom
-// level.
+// materialize writes every row of the fold with its index entries (the
+// same rows as fold.all names, see the key layout in the package
+// documentation), and the checkpoint to, into sstables, and returns them
+// and the number of rows. The key families (prefixes) are disjoint ranges
+// of keys: they are written on GOMAXPROCS goroutines, each into files of
+// its own, in the order the fold lists them, which is key order for valid
+// ids. The checkpoint has a file of its own: the views hold their layout
+// and topic beside it already, and the other files, overlapping nothing,
+// go to the bottom level.
 func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.TableFormat, to map[int32]int64) ([]string, int, error) {
 	var lists []poolLists
 	for _, p := range f.st.Pools() {
 		lists = append(lists, poolLists{p: p, evals: sync.OnceValue(p.Evals), allocs: sync.OnceValue(p.Allocs),
 			workers: sync.OnceValue(p.Workers)})
 	}
-	evalsIndex := func(add func([]string)) {
-		for _, l := range lists {
-			for _, e := range l.evals() {
-				add(evalIndex(l.p.ID, e.ID, string(e.Status())))
-			}
-		}
-	}
-	allocsIndex := func(add func([]string)) {
-		for _, l := range lists {
-			for _, a := range l.allocs() {
-				add(allocIndex(l.p.ID, a.ID, a.WorkerID(), string(a.Status()), a.Deadline()))
-			}
-		}
-	}
-	workersIndex := func(add func([]string)) {
-		for _, l := range lists {
-			for _, w := range l.workers() {
-				add(workerIndex(l.p.ID, w.ID, w.Free(), w.Deadline))
-			}
-		}
-	}
-	replicasIndex := func(add func([]string)) {
-		for _, l := range lists {
-			for _, w := range l.workers() {
-				for ds, deadline := range w.Replicas {
-					add(replicaIndex(l.p.ID, ds, w.ID, deadline))
-				}
-			}
-		}
-	}
-	index := func(prefix string, gens ...func(func([]string))) family {
-		return func(b *bulkWriter) (int, error) {
-			return 0, writeIndex(b, prefix, func(add func([]string)) {
-				for _, gen := range gens {
-					gen(add)
-				}
-			})
-		}
-	}
-	type replica struct {
-		w  *state.Worker
-		ds string
-	}
-	families := []family{
-		func(b *bulkWriter) (int, error) { // alloc/
-			var items []keyed[*state.Alloc]
+	// Every family but the checkpoint's: row families write a row per
+	// entity, index families the index entries that the rows' indexKeys
+	// give (the tests compare the result with views written batch by
+	// batch).
+	const metaFamily = 7
+	families := [...]emitter{
+		func(put func(k, v []byte) error) error { // alloc/<pool>/<alloc>
+			var key, val []byte
 			for _, l := range lists {
 				for _, a := range l.allocs() {
-					items = append(items, keyed[*state.Alloc]{key: allocKey(l.p.ID, a.ID), pool: l.p.ID, v: a})
+					key = appendSeg(append(appendSeg(append(key[:0], prefixAlloc...), l.p.ID), '/'), a.ID)
+					v, err := appendRow(val, allocView(l.p.ID, a))
+					if err != nil {
+						return err
+					}
+					if err := put(key, v); err != nil {
+						return err
+					}
+					val = v[:0]
 				}
 			}
-			return writeRows(b, items, func(buf []byte, pool string, a *state.Alloc) ([]byte, error) {
-				return appendRow(buf, allocView(pool, a))
-			})
+			return nil
 		},
-		func(b *bulkWriter) (int, error) { // eval/
-			var items []keyed[*state.Eval]
+		func(put func(k, v []byte) error) error { // eval/<pool>/<eval>
+			var key, val []byte
 			for _, l := range lists {
 				for _, e := range l.evals() {
-					items = append(items, keyed[*state.Eval]{key: evalKey(l.p.ID, e.ID), pool: l.p.ID, v: e})
+					key = appendSeg(append(appendSeg(append(key[:0], prefixEval...), l.p.ID), '/'), e.ID)
+					v, err := appendRow(val, evalView(l.p.ID, e))
+					if err != nil {
+						return err
+					}
+					if err := put(key, v); err != nil {
+						return err
+					}
+					val = v[:0]
 				}
 			}
-			return writeRows(b, items, func(buf []byte, pool string, e *state.Eval) ([]byte, error) {
-				return appendRow(buf, evalView(pool, e))
-			})
+			return nil
 		},
-		index(prefixDeadLetter, evalsIndex),
-		index(prefixEvalStatus, evalsIndex),
-		index(prefixFree, workersIndex),
-		index(prefixTTL, allocsIndex, workersIndex, replicasIndex),
-		index(prefixWorkerAlloc, allocsIndex),
-		func(b *bulkWriter) (int, error) { // meta/offset/
-			offs := make([]string, 0, len(to))
-			for part := range to {
-				offs = append(offs, offsetKey(part))
-			}
-			slices.Sort(offs)
-			for _, k := range offs {
-				part, _ := strconv.ParseInt(strings.TrimPrefix(k, prefixOffset), 10, 32)
-				if err := b.set(k, []byte(strconv.FormatInt(to[int32(part)], 10))); err != nil {
-					return 0, err
-				}
-			}
-			return 0, nil
-		},
-		func(b *bulkWriter) (int, error) { // pool/
-			var items []keyed[*state.Pool]
+		func(put func(k, v []byte) error) error { // idx/deadletter/<pool>/<eval>
+			var key []byte
 			for _, l := range lists {
-				items = append(items, keyed[*state.Pool]{key: poolKey(l.p.ID), pool: l.p.ID, v: l.p})
-			}
-			return writeRows(b, items, func(buf []byte, pool string, p *state.Pool) ([]byte, error) {
-				return appendRow(buf, poolView(p, f.meta[pool]))
-			})
-		},
-		func(b *bulkWriter) (int, error) { // replica/
-			var items []keyed[replica]
-			for _, l := range lists {
-				for _, w := range l.workers() {
-					for ds := range w.Replicas {
-						items = append(items, keyed[replica]{key: replicaKey(l.p.ID, ds, w.ID), pool: l.p.ID, v: replica{w, ds}})
+				for _, e := range l.evals() {
+					if !deadLettered(string(e.Status())) {
+						continue
+					}
+					key = appendSeg(append(appendSeg(append(key[:0], prefixDeadLetter...), l.p.ID), '/'), e.ID)
+					if err := put(key, nil); err != nil {
+						return err
 					}
 				}
 			}
-			return writeRows(b, items, func(buf []byte, pool string, r replica) ([]byte, error) {
-				return appendRow(buf, replicaView(pool, r.ds, r.w, r.w.Replicas[r.ds]))
-			})
+			return nil
 		},
-		func(b *bulkWriter) (int, error) { // worker/
-			var items []keyed[*state.Worker]
+		func(put func(k, v []byte) error) error { // idx/evalstatus/<pool>/<status>/<eval>
+			var key []byte
 			for _, l := range lists {
-				for _, w := range l.workers() {
-					items = append(items, keyed[*state.Worker]{key: workerKey(l.p.ID, w.ID), pool: l.p.ID, v: w})
+				byStatus := map[string][]*state.Eval{}
+				for _, e := range l.evals() {
+					byStatus[string(e.Status())] = append(byStatus[string(e.Status())], e)
+				}
+				statuses := slices.Sorted(maps.Keys(byStatus))
+				for _, st := range statuses {
+					for _, e := range byStatus[st] {
+						key = appendSeg(append(appendSeg(append(appendSeg(append(key[:0], prefixEvalStatus...), l.p.ID), '/'), st), '/'), e.ID)
+						if err := put(key, nil); err != nil {
+							return err
+						}
+					}
 				}
 			}
-			return writeRows(b, items, func(buf []byte, pool string, w *state.Worker) ([]byte, error) {
-				return appendRow(buf, workerRowOf(pool, w))
-			})
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // idx/free/<pool>/<free>/<worker>
+			for _, l := range lists {
+				ws := slices.Clone(l.workers())
+				slices.SortStableFunc(ws, func(a, b *state.Worker) int { return cmp.Compare(a.Free(), b.Free()) })
+				for _, w := range ws {
+					if err := put([]byte(freeKey(l.p.ID, w.Free(), w.ID)), nil); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // idx/ttl/<pool>/<deadline>/...
+			var key []byte
+			var err error
+			for _, l := range lists {
+				l.p.TTL().Each(func(e state.TTLEntry) bool {
+					key = appendSeg(append(key[:0], prefixTTL...), l.p.ID)
+					key = e.Deadline.UTC().AppendFormat(append(key, '/'), deadlineLayout)
+					switch e.Kind {
+					case state.TTLAlloc:
+						key = appendSeg(append(key, "/alloc/"...), e.Alloc.ID)
+					case state.TTLWorker:
+						key = appendSeg(append(key, "/worker/"...), e.Worker.ID)
+					case state.TTLReplica:
+						key = appendSeg(append(appendSeg(append(key, "/replica/"...), e.Worker.ID), '/'), e.Dataset)
+					default:
+						err = fmt.Errorf("pool %s: TTL entry of unknown kind %d", l.p.ID, e.Kind)
+						return false
+					}
+					err = put(key, nil)
+					return err == nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // idx/workeralloc/<pool>/<worker>/<alloc>
+			var key []byte
+			for _, l := range lists {
+				for _, w := range l.workers() {
+					for _, a := range w.RunningAllocs() {
+						key = appendSeg(append(appendSeg(append(appendSeg(append(key[:0], prefixWorkerAlloc...), l.p.ID), '/'), w.ID), '/'), a.ID)
+						if err := put(key, nil); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		},
+		metaFamily: func(put func(k, v []byte) error) error { // meta/offset/<partition>
+			parts := slices.Sorted(maps.Keys(to))
+			slices.SortFunc(parts, func(a, b int32) int { return strings.Compare(offsetKey(a), offsetKey(b)) })
+			for _, part := range parts {
+				if err := put([]byte(offsetKey(part)), []byte(strconv.FormatInt(to[part], 10))); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // pool/<pool>
+			for _, l := range lists {
+				v, err := marshal(poolView(l.p, f.meta[l.p.ID]))
+				if err != nil {
+					return err
+				}
+				if err := put([]byte(poolKey(l.p.ID)), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // replica/<pool>/<dataset>/<worker>
+			for _, l := range lists {
+				type replica struct {
+					w  *state.Worker
+					ds string
+				}
+				var rs []replica
+				for _, w := range l.workers() {
+					for ds := range w.Replicas {
+						rs = append(rs, replica{w, ds})
+					}
+				}
+				slices.SortFunc(rs, func(a, b replica) int {
+					return cmp.Or(cmp.Compare(a.ds, b.ds), cmp.Compare(a.w.ID, b.w.ID))
+				})
+				for _, r := range rs {
+					v, err := marshal(replicaView(l.p.ID, r.ds, r.w, r.w.Replicas[r.ds]))
+					if err != nil {
+						return err
+					}
+					if err := put([]byte(replicaKey(l.p.ID, r.ds, r.w.ID)), v); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		func(put func(k, v []byte) error) error { // worker/<pool>/<worker>
+			var val []byte
+			for _, l := range lists {
+				for _, w := range l.workers() {
+					v, err := appendRow(val, workerRowOf(l.p.ID, w))
+					if err != nil {
+						return err
+					}
+					if err := put([]byte(workerKey(l.p.ID, w.ID)), v); err != nil {
+						return err
+					}
+					val = v[:0]
+				}
+			}
+			return nil
 		},
 	}
 	writers := make([]*bulkWriter, len(families))
-	rows := make([]int, len(families))
 	errs := make([]error, len(families))
 	wopts := popts.MakeWriterOptions(len(popts.Levels)-1, format)
 	var next atomic.Int32
@@ -312,27 +402,25 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)) - 1; i < len(families); i = int(next.Add(1)) - 1 {
-				writers[i] = &bulkWriter{dir: dir, name: strconv.Itoa(i), opts: wopts}
-				rows[i], errs[i] = families[i](writers[i])
-				if errs[i] == nil {
-					errs[i] = writers[i].cut()
-				}
+				writers[i], errs[i] = writeFamily(dir, strconv.Itoa(i), wopts, families[i])
 			}
 		}()
 	}
 	wg.Wait()
 	var err *multierror.Error
 	var paths []string
-	n := 0
+	rows := 0
 	for i, w := range writers {
 		if errs[i] != nil {
 			err = multierror.Append(err, errs[i])
-			w.discard()
+		}
+		// Row values are JSON, never empty; the checkpoint's are not rows.
+		if i != metaFamily {
+			rows += w.rows
 		}
 		paths = append(paths, w.paths...)
-		n += rows[i]
 	}
-	return paths, n, err.ErrorOrNil()
+	return paths, rows, err.ErrorOrNil()
 }
 
 // writeBulk writes the full materialization of the fold and the checkpoint

@@ -43,7 +43,7 @@ const (
 // identity and keys sort by id; any other id still gets a unique segment
 // that cannot spill into the next one.
 func esc(id string) string {
-	if !strings.ContainsAny(id, "%/") {
+	if strings.IndexByte(id, '%') < 0 && strings.IndexByte(id, '/') < 0 {
 		return id
 	}
 	var b strings.Builder

@@ -445,6 +445,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		// One batch: the polls decoded so far, and while they come in
 		// full (a backlog), the next ones, up to the cap.
 		bt := p.newBatch()
+		bt.started = time.Now()
 		limit := p.opts.MaxBatchRecords
 		// A bulk load folds until the log's committed end as it is now
 		// (if it can be read; else until a poll comes in short).
@@ -635,6 +636,7 @@ type batch struct {
 	// bulk: the batch is a bulk load, which writes every row of the fold
 	// (t stays empty).
 	bulk    bool
+	started time.Time // when the batch began to fold (logs)
 	t       *touched
 	from    map[int32]int64 // per partition, the first offset written
 	st      Stats
@@ -707,7 +709,12 @@ func (p *Projector) write(bt *batch) error {
 	var n int
 	var err error
 	if bt.bulk {
+		folded := time.Now()
 		n, err = p.writeBulk(to)
+		if err == nil {
+			p.log.Info("bulk load written", "records", bt.written, "rows", n, "checkpoint", to,
+				"fold", folded.Sub(bt.started).Round(time.Millisecond), "write", time.Since(folded).Round(time.Millisecond))
+		}
 	} else {
 		n, err = p.writeBatch(bt, to)
 	}

@@ -252,7 +252,7 @@ func workerIndex(pool, worker string, free int64, deadline time.Time) []string {
 
 func evalIndex(pool, eval, status string) []string {
 	keys := []string{evalStatusKey(pool, status, eval)}
-	if status == string(state.EvalDeadLettered) {
+	if deadLettered(status) {
 		keys = append(keys, deadLetterKey(pool, eval))
 	}
 	return keys
@@ -261,6 +261,10 @@ func evalIndex(pool, eval, status string) []string {
 // allocIndex: a running alloc has a deadline and is one of its worker's
 // running allocs (a worker's running allocs are exactly the running allocs
 // placed on it: state.Pool.Check).
+// deadLettered reports whether an eval in status is in the dead-letter
+// index.
+func deadLettered(status string) bool { return status == string(state.EvalDeadLettered) }
+
 func allocIndex(pool, alloc, worker, status string, deadline time.Time) []string {
 	if status != string(state.AllocRunning) {
 		return nil
