@@ -6,7 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/metrics"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/line-sched/line/audit/audittest"
 	"github.com/line-sched/line/bootstrap"
@@ -41,6 +45,29 @@ func BenchmarkRebuild(b *testing.B) {
 	if *rebuildVerbose {
 		quiet = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	// The heap the history and the broker hold, then the peak while the
+	// projector rebuilds (sampled): their difference is about what the
+	// rebuild holds.
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if h := heapBytes(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	b.ResetTimer()
 	cpu0 := audittest.CPUTime()
 	for range b.N {
@@ -61,6 +88,18 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 	}
 	cpu := audittest.CPUTime() - cpu0
+	b.StopTimer()
+	close(stopSampling)
+	<-sampled
+	b.ReportMetric(float64(base)/(1<<20), "base-heap-MiB")
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(len(hist)*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(hist)*b.N)/cpu.Seconds(), "events/cpu-s")
+}
+
+// heapBytes is the memory of the heap's live and not yet swept objects.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

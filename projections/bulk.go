@@ -210,7 +210,8 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			for _, l := range lists {
 				for _, a := range l.allocs() {
 					key = appendSeg(append(appendSeg(append(key[:0], prefixAlloc...), l.p.ID), '/'), a.ID)
-					v, err := appendRow(val, allocView(l.p.ID, a))
+					view := allocView(l.p.ID, a)
+					v, err := marshalAlloc(val, &view)
 					if err != nil {
 						return err
 					}
@@ -227,7 +228,8 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			for _, l := range lists {
 				for _, e := range l.evals() {
 					key = appendSeg(append(appendSeg(append(key[:0], prefixEval...), l.p.ID), '/'), e.ID)
-					v, err := appendRow(val, evalView(l.p.ID, e))
+					view := evalView(l.p.ID, e)
+					v, err := marshalEval(val, &view)
 					if err != nil {
 						return err
 					}
@@ -379,7 +381,8 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var val []byte
 			for _, l := range lists {
 				for _, w := range l.workers() {
-					v, err := appendRow(val, workerRowOf(l.p.ID, w))
+					row := workerRowOf(l.p.ID, w)
+					v, err := marshalWorker(val, &row)
 					if err != nil {
 						return err
 					}

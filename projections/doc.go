@@ -19,6 +19,11 @@
 // it (the view is the fold of the log up to the checkpoint), so nothing is
 // read back from Pebble while writing.
 //
+// Views that hold no row yet (a rebuild, new views) are written by a bulk
+// load instead (see bulk.go): the backlog is folded into memory, then the
+// full materialization of the fold is written in key order into sstables
+// and ingested with the checkpoint in one atomic ingestion.
+//
 // On open, the projector reads the checkpoint and folds the log from
 // offset 0 into memory without writing anything below the checkpoint (the
 // fold is deterministic: the memory then equals the state the views were
