@@ -45,13 +45,13 @@ type Options struct {
 	// catches up (a rebuild), where fewer, larger batches write each row
 	// once for many events.
 	MaxBatchRecords int
-	// MaxBulkRecords caps the records a bulk load reflects (see
+	// MaxBulkRecords caps the records a bulk load reflects (0:
 	// DefaultMaxBulkRecords); negative: no bulk load, views that hold no
 	// row are written batch by batch like the others. While the views hold
 	// no row (a rebuild, new views), the backlog is folded into memory
-	// first and written at once, in key order, by one Pebble ingestion:
-	// when the projector has caught up with what was fetched, or after
-	// this many records.
+	// first and written at once, in key order, by one Pebble ingestion
+	// (see bulk.go), once the projector has folded the log up to its
+	// committed end as it was when the load began, or this many records.
 	MaxBulkRecords int
 	// NoSync commits batches without waiting for the disk. A crash of the
 	// machine (not of the process) may then lose the latest batches; the
