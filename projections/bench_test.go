@@ -22,6 +22,7 @@ var (
 	rebuildEvals   = flag.Int("rebuild.evals", 50_000, "BenchmarkRebuild: evals of the c1m-shaped history (twice as many events)")
 	rebuildWorkers = flag.Int("rebuild.workers", 1_000, "BenchmarkRebuild: workers of the c1m-shaped history")
 	rebuildVerbose = flag.Bool("rebuild.v", false, "BenchmarkRebuild: log the projector's messages to stderr")
+	rebuildBulk    = flag.Bool("rebuild.bulk", true, "BenchmarkRebuild: rebuild by a bulk load (false: batch by batch)")
 )
 
 // BenchmarkRebuild rebuilds the views from offset 0 (Open with Rebuild,
@@ -68,10 +69,15 @@ func BenchmarkRebuild(b *testing.B) {
 			}
 		}
 	}()
+	maxBulk := 0
+	if !*rebuildBulk {
+		maxBulk = -1
+	}
 	b.ResetTimer()
 	cpu0 := audittest.CPUTime()
 	for range b.N {
-		p, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: b.TempDir(), Rebuild: true, Logger: quiet})
+		p, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: b.TempDir(), Rebuild: true, Logger: quiet,
+			MaxBulkRecords: maxBulk})
 		if err != nil {
 			b.Fatal(err)
 		}
