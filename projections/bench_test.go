@@ -5,7 +5,12 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/line-sched/line/audit/audittest"
 	"github.com/line-sched/line/bootstrap"
@@ -16,6 +21,8 @@ import (
 var (
 	rebuildEvals   = flag.Int("rebuild.evals", 50_000, "BenchmarkRebuild: evals of the c1m-shaped history (twice as many events)")
 	rebuildWorkers = flag.Int("rebuild.workers", 1_000, "BenchmarkRebuild: workers of the c1m-shaped history")
+	rebuildVerbose = flag.Bool("rebuild.v", false, "BenchmarkRebuild: log the projector's messages to stderr")
+	rebuildBulk    = flag.Bool("rebuild.bulk", true, "BenchmarkRebuild: rebuild by a bulk load (false: batch by batch)")
 )
 
 // BenchmarkRebuild rebuilds the views from offset 0 (Open with Rebuild,
@@ -36,10 +43,41 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if *rebuildVerbose {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	// The heap the history and the broker hold, then the peak while the
+	// projector rebuilds (sampled): their difference is about what the
+	// rebuild holds.
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if h := heapBytes(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	maxBulk := 0
+	if !*rebuildBulk {
+		maxBulk = -1
+	}
 	b.ResetTimer()
 	cpu0 := audittest.CPUTime()
 	for range b.N {
-		p, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: b.TempDir(), Rebuild: true, Logger: quiet})
+		p, err := projections.Open(ctx, projections.Options{Config: cfg, Brokers: emb.Addrs(), Dir: b.TempDir(), Rebuild: true, Logger: quiet,
+			MaxBulkRecords: maxBulk})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -56,6 +94,18 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 	}
 	cpu := audittest.CPUTime() - cpu0
+	b.StopTimer()
+	close(stopSampling)
+	<-sampled
+	b.ReportMetric(float64(base)/(1<<20), "base-heap-MiB")
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(len(hist)*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(hist)*b.N)/cpu.Seconds(), "events/cpu-s")
+}
+
+// heapBytes is the memory of the heap's live and not yet swept objects.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

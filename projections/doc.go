@@ -19,6 +19,11 @@
 // it (the view is the fold of the log up to the checkpoint), so nothing is
 // read back from Pebble while writing.
 //
+// Views that hold no row yet (a rebuild, new views) are written by a bulk
+// load instead (see bulk.go): the backlog is folded into memory, then the
+// full materialization of the fold is written in key order into sstables
+// and ingested with the checkpoint in one atomic ingestion.
+//
 // On open, the projector reads the checkpoint and folds the log from
 // offset 0 into memory without writing anything below the checkpoint (the
 // fold is deterministic: the memory then equals the state the views were
@@ -37,7 +42,7 @@
 //	meta/topic                                       the events topic the views fold
 //	meta/offset/<partition>                          checkpoint: next offset to apply (decimal)
 //	pool/<pool>                                      PoolView
-//	worker/<pool>/<worker>                           WorkerView
+//	worker/<pool>/<worker>                           WorkerView without running_allocs
 //	eval/<pool>/<eval>                               EvalView
 //	alloc/<pool>/<alloc>                             AllocView
 //	replica/<pool>/<dataset>/<worker>                ReplicaView (replicas by dataset)
@@ -47,6 +52,12 @@
 //	idx/free/<pool>/<free>/<worker>                  free-capacity index
 //	idx/evalstatus/<pool>/<status>/<eval>            evals by status
 //	idx/deadletter/<pool>/<eval>                     dead-lettered evals
+//	idx/workeralloc/<pool>/<worker>/<alloc>          running allocs by worker
+//
+// A worker's row leaves out its running allocs: it is rewritten whenever
+// the worker's free capacity changes, and a busy worker runs hundreds of
+// allocs. Queries read them from idx/workeralloc, whose entries are index
+// entries of the alloc rows (a running alloc has one), in alloc id order.
 //
 // <deadline> is UTC with nanoseconds in a fixed width
 // (2006-01-02T15:04:05.000000000Z) and <free> is zero-padded to 20 digits,

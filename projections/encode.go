@@ -78,11 +78,11 @@ func (w *rowJSON) done(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-func marshalEval(v *EvalView) ([]byte, error) {
+func marshalEval(dst []byte, v *EvalView) ([]byte, error) {
 	if len(v.Payload) > 0 {
 		return json.Marshal(v)
 	}
-	w := rowJSON{b: make([]byte, 0, 320), ok: true}
+	w := rowJSON{b: dst[:0], ok: true}
 	w.str(`{"pool_id":`, v.PoolID)
 	w.str(`,"eval_id":`, v.EvalID)
 	w.strOmit(`,"dataset_id":`, v.DatasetID)
@@ -101,11 +101,11 @@ func marshalEval(v *EvalView) ([]byte, error) {
 	return w.done(v)
 }
 
-func marshalAlloc(v *AllocView) ([]byte, error) {
+func marshalAlloc(dst []byte, v *AllocView) ([]byte, error) {
 	if v.Completion != nil {
 		return json.Marshal(v)
 	}
-	w := rowJSON{b: make([]byte, 0, 448), ok: true}
+	w := rowJSON{b: dst[:0], ok: true}
 	w.str(`{"pool_id":`, v.PoolID)
 	w.str(`,"alloc_id":`, v.AllocID)
 	w.str(`,"eval_id":`, v.EvalID)
@@ -130,8 +130,8 @@ func marshalAlloc(v *AllocView) ([]byte, error) {
 	return w.done(v)
 }
 
-func marshalWorker(v *WorkerView) ([]byte, error) {
-	w := rowJSON{b: make([]byte, 0, 256+16*(len(v.Datasets)+len(v.RunningAllocs))), ok: true}
+func marshalWorker(dst []byte, v *workerRow) ([]byte, error) {
+	w := rowJSON{b: dst[:0], ok: true}
 	w.str(`{"pool_id":`, v.PoolID)
 	w.str(`,"worker_id":`, v.WorkerID)
 	w.int(`,"capacity":`, v.Capacity)
@@ -141,7 +141,6 @@ func marshalWorker(v *WorkerView) ([]byte, error) {
 	w.str(`,"topic":`, v.Topic)
 	w.str(`,"registered_at":`, v.RegisteredAt)
 	w.strs(`,"datasets":`, v.Datasets)
-	w.strs(`,"running_allocs":`, v.RunningAllocs)
 	w.raw("}")
 	return w.done(v)
 }

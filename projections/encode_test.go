@@ -45,7 +45,7 @@ func TestEncodeRowsLikeEncodingJSON(t *testing.T) {
 		}
 		for _, p := range f.st.Pools() {
 			for _, w := range p.Workers() {
-				check(workerView(p.ID, w))
+				check(workerRowOf(p.ID, w))
 			}
 			for _, e := range p.Evals() {
 				check(evalView(p.ID, e))
@@ -88,7 +88,7 @@ func TestEncodeRowsLikeEncodingJSON(t *testing.T) {
 		check(AllocView{PoolID: s(), AllocID: s(), EvalID: s(), WorkerID: s(), DatasetID: s(), Size: int64(i), Attempt: i % 3,
 			Deadline: s(), Status: s(), PlacedAt: s(), EndedAt: s(), Topic: s(), Completion: c, ExpiryReason: s(),
 			Placement: PlacementView{Strategy: events.Strategy(s()), Locality: events.Locality(s()), Candidates: i, WaitedMs: int64(i) * 3, Basis: -int64(i)}})
-		check(WorkerView{PoolID: s(), WorkerID: s(), Capacity: int64(i), Used: int64(i / 2), Free: int64(i - i/2), Deadline: s(), Topic: s(),
-			RegisteredAt: s(), Datasets: ss(), RunningAllocs: ss()})
+		check(workerRow{PoolID: s(), WorkerID: s(), Capacity: int64(i), Used: int64(i / 2), Free: int64(i - i/2), Deadline: s(), Topic: s(),
+			RegisteredAt: s(), Datasets: ss()})
 	}
 }

@@ -120,3 +120,23 @@ func PoolCounters(dump []byte, pool string) (events, rejected int64, ok bool) {
 	}
 	return 0, 0, false
 }
+
+// NewModel is an empty fold, for tests that apply events one by one.
+func NewModel() *Model { return &Model{f: newFold()} }
+
+// Apply folds one event as the projector does.
+func (m *Model) Apply(e events.Envelope, pos events.Position) { _ = m.f.apply(e, pos, nil) }
+
+// Workers returns a pool's workers as queries must return them, computed
+// from the fold (running allocs from state.Worker.RunningAllocs), by id.
+func (m *Model) Workers(pool string) []WorkerView {
+	p := m.f.st.Pool(pool)
+	if p == nil {
+		return nil
+	}
+	var out []WorkerView
+	for _, w := range p.Workers() { // by id
+		out = append(out, workerView(pool, w))
+	}
+	return out
+}

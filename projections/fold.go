@@ -88,7 +88,7 @@ func (t *touched) alloc(p *state.Pool, pool, id string) {
 	var b before
 	if p != nil {
 		if a := p.Alloc(id); a != nil {
-			b = before{exists: true, index: allocIndex(pool, a.ID, string(a.Status()), a.Deadline())}
+			b = before{exists: true, index: allocIndex(pool, a.ID, a.WorkerID(), string(a.Status()), a.Deadline())}
 		}
 	}
 	t.allocs[k] = b
@@ -247,10 +247,10 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		}
 	}
 	for k, old := range t.workers {
-		var v WorkerView
+		var v workerRow
 		w := f.worker(k.pool, k.id)
 		if w != nil {
-			v = workerView(k.pool, w)
+			v = workerRowOf(k.pool, w)
 		}
 		if err := add(workerKey(k.pool, k.id), old, v, w != nil); err != nil {
 			return nil, err

@@ -11,23 +11,24 @@ import (
 // The key layout (see the package documentation). Every key is printable
 // ASCII for valid ids; segments are separated by '/'.
 const (
-	prefixMeta       = "meta/"
-	keyMetaFormat    = "meta/format"
-	keyMetaTopic     = "meta/topic"
-	prefixOffset     = "meta/offset/"
-	prefixPool       = "pool/"
-	prefixWorker     = "worker/"
-	prefixEval       = "eval/"
-	prefixAlloc      = "alloc/"
-	prefixReplica    = "replica/"
-	prefixTTL        = "idx/ttl/"
-	prefixFree       = "idx/free/"
-	prefixEvalStatus = "idx/evalstatus/"
-	prefixDeadLetter = "idx/deadletter/"
+	prefixMeta        = "meta/"
+	keyMetaFormat     = "meta/format"
+	keyMetaTopic      = "meta/topic"
+	prefixOffset      = "meta/offset/"
+	prefixPool        = "pool/"
+	prefixWorker      = "worker/"
+	prefixEval        = "eval/"
+	prefixAlloc       = "alloc/"
+	prefixReplica     = "replica/"
+	prefixTTL         = "idx/ttl/"
+	prefixFree        = "idx/free/"
+	prefixEvalStatus  = "idx/evalstatus/"
+	prefixDeadLetter  = "idx/deadletter/"
+	prefixWorkerAlloc = "idx/workeralloc/"
 
 	// layoutFormat names the layout of the rows. A view written with
 	// another layout is refused (rebuild it).
-	layoutFormat = "line-views-2"
+	layoutFormat = "line-views-3"
 
 	// deadlineLayout formats deadlines in index keys: fixed width, so that
 	// byte order is time order (years 0000-9999, which is all the log
@@ -42,7 +43,7 @@ const (
 // identity and keys sort by id; any other id still gets a unique segment
 // that cannot spill into the next one.
 func esc(id string) string {
-	if !strings.ContainsAny(id, "%/") {
+	if strings.IndexByte(id, '%') < 0 && strings.IndexByte(id, '/') < 0 {
 		return id
 	}
 	var b strings.Builder
@@ -115,6 +116,11 @@ func evalStatusPrefix(pool, status string) string {
 }
 
 func deadLetterKey(pool, eval string) string { return join(prefixDeadLetter, pool, eval) }
+
+func workerAllocKey(pool, worker, alloc string) string {
+	return join(prefixWorkerAlloc, pool, worker, alloc)
+}
+func workerAllocsPrefix(pool string) string { return join(prefixWorkerAlloc, pool) + "/" }
 
 // prefixEnd is the smallest key greater than every key with prefix p.
 func prefixEnd(p string) []byte {

@@ -153,12 +153,26 @@ func TestLiveViewEqualsRebuild(t *testing.T) {
 		}
 	})
 
-	// Live == rebuilt == the fold of the log, materialized at once.
-	rebuilt := e.start(projections.Options{Config: e.cfg, Brokers: e.brokers, Dir: filepath.Join(t.TempDir(), "rebuilt"),
-		Rebuild: true, Logger: testkit.Logger(t), MaxBatchRecords: 7})
-	catchUp(t, rebuilt)
-	liveDump, rebuiltDump := dump(t, live), dump(t, rebuilt)
-	sameDump(t, "live view vs view rebuilt from offset 0", liveDump, rebuiltDump)
+	// Live == rebuilt (by a bulk load, batch by batch, or a bulk load of
+	// the first records then batches) == the fold of the log,
+	// materialized at once.
+	rebuild := func(name string, maxBulk int) projections.Stats {
+		rebuilt := e.start(projections.Options{Config: e.cfg, Brokers: e.brokers, Dir: filepath.Join(t.TempDir(), name),
+			Rebuild: true, Logger: testkit.Logger(t), MaxBatchRecords: 7, MaxBulkRecords: maxBulk})
+		catchUp(t, rebuilt)
+		sameDump(t, "live view vs view rebuilt from offset 0 ("+name+")", dump(t, live), dump(t, rebuilt))
+		return rebuilt.Stats()
+	}
+	if st := rebuild("bulk", 0); st.Batches < 1 || st.Replayed != 0 {
+		t.Errorf("bulk rebuild stats %+v: want a batch, nothing replayed", st)
+	}
+	if st := rebuild("batches", -1); st.Batches < 3 || st.Replayed != 0 {
+		t.Errorf("rebuild stats %+v: want several batches, nothing replayed", st)
+	}
+	if st := rebuild("bulk-then-batches", 30); st.Batches < 3 || st.Replayed != 0 {
+		t.Errorf("rebuild stats %+v: want a bulk load then batches, nothing replayed", st)
+	}
+	liveDump := dump(t, live)
 	recs := testkit.ReadRecords(t, e.brokers, e.cfg.Topics.Events())
 	model := projections.FoldRecords(recs)
 	if err := model.State().Check(); err != nil {
@@ -167,9 +181,6 @@ func TestLiveViewEqualsRebuild(t *testing.T) {
 	sameDump(t, "live view vs full materialization of the fold", liveDump, model.Dump())
 	if got, want := projections.IndexKeys(liveDump), model.IndexFromState(); !slices.Equal(got, want) {
 		t.Errorf("TTL and free indexes of the view:\n%v\nthe fold's own:\n%v", got, want)
-	}
-	if st := rebuilt.Stats(); st.Batches < 3 || st.Replayed != 0 {
-		t.Errorf("rebuild stats %+v: want several batches, nothing replayed", st)
 	}
 	// Each pool's counter equals its events on the log.
 	log := testkit.ReadEvents(t, e.brokers, e.cfg.Topics.Events())

@@ -45,6 +45,14 @@ type Options struct {
 	// catches up (a rebuild), where fewer, larger batches write each row
 	// once for many events.
 	MaxBatchRecords int
+	// MaxBulkRecords caps the records a bulk load reflects (0:
+	// DefaultMaxBulkRecords); negative: no bulk load, views that hold no
+	// row are written batch by batch like the others. While the views hold
+	// no row (a rebuild, new views), the backlog is folded into memory
+	// first and written at once, in key order, by one Pebble ingestion
+	// (see bulk.go), once the projector has folded the log up to its
+	// committed end as it was when the load began, or this many records.
+	MaxBulkRecords int
 	// NoSync commits batches without waiting for the disk. A crash of the
 	// machine (not of the process) may then lose the latest batches; the
 	// view stays a fold of a committed prefix and resumes from there.
@@ -100,6 +108,7 @@ type Projector struct {
 	topic  string
 	log    *slog.Logger
 	db     *pebble.DB
+	popts  *pebble.Options
 	cl     *kgo.Client
 	adm    *kadm.Client
 	nparts int32
@@ -144,6 +153,9 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 	if opts.MaxBatchRecords <= 0 {
 		opts.MaxBatchRecords = DefaultMaxBatchRecords
 	}
+	if opts.MaxBulkRecords == 0 {
+		opts.MaxBulkRecords = DefaultMaxBulkRecords
+	}
 	if opts.Dir == "" {
 		return nil, errors.New("projections: no directory for the views (LINE_VIEW_DIR)")
 	}
@@ -161,7 +173,8 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	db, err := pebble.Open(opts.Dir, pebbleOptions(p.log))
+	p.popts = pebbleOptions(p.log)
+	db, err := pebble.Open(opts.Dir, p.popts)
 	if err != nil {
 		return nil, fmt.Errorf("projections: open the views in %s: %w", opts.Dir, err)
 	}
@@ -432,23 +445,42 @@ func (p *Projector) Run(ctx context.Context) error {
 		// One batch: the polls decoded so far, and while they come in
 		// full (a backlog), the next ones, up to the cap.
 		bt := p.newBatch()
-		for polled := false; bt.records < p.opts.MaxBatchRecords; polled = true {
+		bt.started = time.Now()
+		limit := p.opts.MaxBatchRecords
+		// A bulk load folds until the log's committed end as it is now
+		// (if it can be read; else until a poll comes in short).
+		var ends map[int32]int64
+		if bt.bulk = p.bulk(); bt.bulk {
+			limit = p.opts.MaxBulkRecords
+			ends = p.committedEnds(ctx)
+		}
+		for polled := false; bt.records < limit; polled = true {
+			if polled && ends != nil && p.reached(ends) {
+				break
+			}
 			var pl poll
 			var ok bool
 			select {
 			case pl, ok = <-polls:
 			default:
-				if polled && !p.reading.Load() && p.cl.BufferedFetchRecords() == 0 {
-					ok = false // nothing more on its way: write now
-					break
+				switch {
+				case polled && ends != nil:
+					// More is committed: wait for it, within reason.
+					select {
+					case pl, ok = <-polls:
+					case <-time.After(bulkWait):
+					}
+				case polled && !p.reading.Load() && p.cl.BufferedFetchRecords() == 0:
+					// Nothing more on its way: write now.
+				default:
+					pl, ok = <-polls
 				}
-				pl, ok = <-polls
 			}
 			if !ok {
 				break
 			}
 			p.fold(pl, bt)
-			if len(pl.recs) < p.pollSize() {
+			if ends == nil && len(pl.recs) < p.pollSize() {
 				break // caught up with what was fetched
 			}
 		}
@@ -460,6 +492,36 @@ func (p *Projector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// bulkWait is how long a bulk load waits for the next poll before it
+// writes what it folded.
+const bulkWait = 5 * time.Second
+
+// committedEnds returns, per partition, the committed end of the events
+// topic, or nil if it cannot be read.
+func (p *Projector) committedEnds(ctx context.Context) map[int32]int64 {
+	ends, err := p.adm.ListCommittedOffsets(ctx, p.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		p.log.Warn("cannot read the end of the events topic; the bulk load ends at the first short poll", "err", err)
+		return nil
+	}
+	out := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// reached reports whether every record below ends was folded.
+func (p *Projector) reached(ends map[int32]int64) bool {
+	for part, end := range ends {
+		if p.next[part] < end {
+			return false
+		}
+	}
+	return true
 }
 
 // pollRecords caps the records of one poll; pollQueue bounds the decoded
@@ -558,8 +620,23 @@ func (p *Projector) watchCatchUp(ctx context.Context) {
 	}
 }
 
+// bulk reports whether the next batch is a bulk load: the views hold no
+// row yet (no checkpoint was ever committed).
+func (p *Projector) bulk() bool {
+	if p.opts.MaxBulkRecords < 0 {
+		return false
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.ckpt) == 0
+}
+
 // batch is what the polls of one Pebble batch folded.
 type batch struct {
+	// bulk: the batch is a bulk load, which writes every row of the fold
+	// (t stays empty).
+	bulk    bool
+	started time.Time // when the batch began to fold (logs)
 	t       *touched
 	from    map[int32]int64 // per partition, the first offset written
 	st      Stats
@@ -600,7 +677,9 @@ func (p *Projector) fold(pl poll, bt *batch) {
 		}
 		var tt *touched
 		if write {
-			tt = bt.t
+			if !bt.bulk {
+				tt = bt.t
+			}
 			bt.st.Applied++
 		} else {
 			bt.st.Replayed++
@@ -623,35 +702,24 @@ func (p *Projector) write(bt *batch) error {
 	if len(bt.from) == 0 {
 		return nil
 	}
-	rows, err := p.f.rows(bt.t)
-	if err != nil {
-		return err
-	}
-	b := p.db.NewBatch()
-	defer b.Close()
-	n := 0
-	for _, r := range rows {
-		changed, err := writeRow(b, r)
-		if err != nil {
-			return err
-		}
-		if changed {
-			n++
-		}
-	}
 	to := make(map[int32]int64, len(bt.from))
 	for part := range bt.from {
 		to[part] = p.next[part]
-		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(p.next[part], 10)), nil); err != nil {
-			return err
+	}
+	var n int
+	var err error
+	if bt.bulk {
+		folded := time.Now()
+		n, err = p.writeBulk(to)
+		if err == nil {
+			p.log.Info("bulk load written", "records", bt.written, "rows", n, "checkpoint", to,
+				"fold", folded.Sub(bt.started).Round(time.Millisecond), "write", time.Since(folded).Round(time.Millisecond))
 		}
+	} else {
+		n, err = p.writeBatch(bt, to)
 	}
-	wopts := pebble.Sync
-	if p.noSync {
-		wopts = pebble.NoSync
-	}
-	if err := b.Commit(wopts); err != nil {
-		return fmt.Errorf("commit a batch of the views: %w", err)
+	if err != nil {
+		return err
 	}
 	p.mu.Lock()
 	for part, o := range to {
@@ -666,6 +734,40 @@ func (p *Projector) write(bt *batch) error {
 		p.opts.OnCommit(Commit{From: bt.from, To: to, Records: bt.written, Rows: n})
 	}
 	return nil
+}
+
+// writeBatch writes the rows bt touched and the checkpoint to in one
+// Pebble batch, and returns the number of rows written or deleted.
+func (p *Projector) writeBatch(bt *batch, to map[int32]int64) (int, error) {
+	rows, err := p.f.rows(bt.t)
+	if err != nil {
+		return 0, err
+	}
+	b := p.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for _, r := range rows {
+		changed, err := writeRow(b, r)
+		if err != nil {
+			return 0, err
+		}
+		if changed {
+			n++
+		}
+	}
+	for part, next := range to {
+		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(next, 10)), nil); err != nil {
+			return 0, err
+		}
+	}
+	wopts := pebble.Sync
+	if p.noSync {
+		wopts = pebble.NoSync
+	}
+	if err := b.Commit(wopts); err != nil {
+		return 0, fmt.Errorf("commit a batch of the views: %w", err)
+	}
+	return n, nil
 }
 
 // writeRow writes one row and its index entries in b, after deleting the

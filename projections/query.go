@@ -123,19 +123,78 @@ func (s *Snapshot) Pools(pg Page) ([]PoolView, string, error) {
 	return out, next, err
 }
 
+// runningAllocs reads workers' running allocs from the index of running
+// allocs by worker (idx/workeralloc) of one pool.
+type runningAllocs struct {
+	prefix string
+	it     *pebble.Iterator
+}
+
+func (s *Snapshot) runningAllocs(pool string) (*runningAllocs, error) {
+	prefix := workerAllocsPrefix(pool)
+	it, err := s.s.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("projections: read the running allocs of pool %s: %w", pool, err)
+	}
+	return &runningAllocs{prefix: prefix, it: it}, nil
+}
+
+func (r *runningAllocs) close() error { return r.it.Close() }
+
+// of returns the ids of a worker's running allocs, sorted (never nil).
+func (r *runningAllocs) of(worker string) ([]string, error) {
+	wp := []byte(r.prefix + esc(worker) + "/")
+	out := []string{}
+	for ok := r.it.SeekGE(wp); ok && bytes.HasPrefix(r.it.Key(), wp); ok = r.it.Next() {
+		out = append(out, unesc(string(r.it.Key()[len(wp):])))
+	}
+	if err := r.it.Error(); err != nil {
+		return nil, fmt.Errorf("projections: read the running allocs of worker %s: %w", worker, err)
+	}
+	// Keys sort by escaped id, which is the id for every valid id.
+	slices.Sort(out)
+	return out, nil
+}
+
+// worker decodes a worker's row and adds its running allocs.
+func (r *runningAllocs) worker(value []byte) (WorkerView, error) {
+	var row workerRow
+	if err := json.Unmarshal(value, &row); err != nil {
+		return WorkerView{}, fmt.Errorf("projections: decode a worker row: %w", err)
+	}
+	running, err := r.of(row.WorkerID)
+	if err != nil {
+		return WorkerView{}, err
+	}
+	return row.view(running), nil
+}
+
 // Worker returns a registered worker with its running allocs and replicas.
 func (s *Snapshot) Worker(pool, id string) (WorkerDetail, error) {
 	var d WorkerDetail
 	if _, err := s.Pool(pool); err != nil {
 		return d, err
 	}
-	ok, err := s.row(workerKey(pool, id), &d.WorkerView)
+	var row workerRow
+	ok, err := s.row(workerKey(pool, id), &row)
 	if err != nil {
 		return d, err
 	}
 	if !ok {
 		return d, notFound("worker_not_found", "worker %s is not registered in pool %s", id, pool)
 	}
+	ra, err := s.runningAllocs(pool)
+	if err != nil {
+		return d, err
+	}
+	running, err := ra.of(row.WorkerID)
+	if cerr := ra.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return d, err
+	}
+	d.WorkerView = row.view(running)
 	d.Allocs, d.Replicas = []AllocView{}, []ReplicaView{}
 	for _, a := range d.RunningAllocs {
 		var v AllocView
@@ -160,10 +219,15 @@ func (s *Snapshot) Workers(pool string, minFree int64, pg Page) ([]WorkerView, s
 	if _, err := s.Pool(pool); err != nil {
 		return nil, "", err
 	}
+	ra, err := s.runningAllocs(pool)
+	if err != nil {
+		return nil, "", err
+	}
+	defer ra.close()
 	out := []WorkerView{}
 	decode := func(_ string, value []byte) error {
-		var v WorkerView
-		if err := json.Unmarshal(value, &v); err != nil {
+		v, err := ra.worker(value)
+		if err != nil {
 			return err
 		}
 		out = append(out, v)
@@ -202,11 +266,16 @@ func (s *Snapshot) Workers(pool string, minFree int64, pg Page) ([]WorkerView, s
 	}
 	wp := workersPrefix(pool)
 	for _, id := range ids {
-		var v WorkerView
-		if err := s.mustRow(wp+id, &v); err != nil {
+		value, err := getCopy(s.s, []byte(wp+id))
+		if err == nil && value == nil {
+			err = fmt.Errorf("projections: row %q is referred to but missing", wp+id)
+		}
+		if err != nil {
 			return nil, "", err
 		}
-		out = append(out, v)
+		if err := decode("", value); err != nil {
+			return nil, "", err
+		}
 	}
 	return out, next, nil
 }

@@ -47,7 +47,10 @@ func TestHelperProjectorProcess(t *testing.T) {
 	cfg.Deployment, cfg.Topics = topics.Deployment, topics
 	p, err := projections.Open(context.Background(), projections.Options{
 		Config: cfg, Brokers: strings.Split(os.Getenv(helperBrokers), ","), Dir: dir, MaxBatchRecords: 20,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// A bulk load of the first records, then batches: the child is
+		// killed after a few of them.
+		MaxBulkRecords: 100,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnCommit: func(c projections.Commit) {
 			b, _ := json.Marshal(c)
 			fmt.Printf("commit %s\n", b)

@@ -39,7 +39,11 @@ type PoolView struct {
 	LastPosition string `json:"last_position"`
 }
 
-// WorkerView is a registered worker's row.
+// WorkerView is a registered worker as queries return it: its row
+// (workerRow) and the ids of its running allocs, which queries read from
+// the index of running allocs by worker (idx/workeralloc), maintained with
+// the alloc rows. Keeping the list out of the row keeps the row small: it
+// is rewritten whenever the worker's free capacity changes.
 type WorkerView struct {
 	PoolID        string   `json:"pool_id"`
 	WorkerID      string   `json:"worker_id"`
@@ -51,6 +55,26 @@ type WorkerView struct {
 	RegisteredAt  string   `json:"registered_at"`
 	Datasets      []string `json:"datasets"`
 	RunningAllocs []string `json:"running_allocs"`
+}
+
+// workerRow is a worker's stored row: WorkerView without its running
+// allocs.
+type workerRow struct {
+	PoolID       string   `json:"pool_id"`
+	WorkerID     string   `json:"worker_id"`
+	Capacity     int64    `json:"capacity"`
+	Used         int64    `json:"used"`
+	Free         int64    `json:"free"`
+	Deadline     string   `json:"deadline"`
+	Topic        string   `json:"topic"`
+	RegisteredAt string   `json:"registered_at"`
+	Datasets     []string `json:"datasets"`
+}
+
+// view is the worker as queries return it, with its running allocs.
+func (r workerRow) view(running []string) WorkerView {
+	return WorkerView{PoolID: r.PoolID, WorkerID: r.WorkerID, Capacity: r.Capacity, Used: r.Used, Free: r.Free,
+		Deadline: r.Deadline, Topic: r.Topic, RegisteredAt: r.RegisteredAt, Datasets: r.Datasets, RunningAllocs: running}
 }
 
 // EvalView is an eval's row.
@@ -156,14 +180,19 @@ func poolView(p *state.Pool, m poolMeta) PoolView {
 	return v
 }
 
+func workerRowOf(pool string, w *state.Worker) workerRow {
+	return workerRow{PoolID: pool, WorkerID: w.ID, Capacity: w.Capacity, Used: w.Used, Free: w.Free(),
+		Deadline: ts(w.Deadline), Topic: w.Topic, RegisteredAt: ts(w.RegisteredAt), Datasets: w.Datasets()}
+}
+
+// workerView is the worker as queries return it, from the fold (tests
+// compare it with what queries assemble from the views).
 func workerView(pool string, w *state.Worker) WorkerView {
-	v := WorkerView{PoolID: pool, WorkerID: w.ID, Capacity: w.Capacity, Used: w.Used, Free: w.Free(),
-		Deadline: ts(w.Deadline), Topic: w.Topic, RegisteredAt: ts(w.RegisteredAt),
-		Datasets: w.Datasets(), RunningAllocs: make([]string, 0, len(w.Running))}
+	running := make([]string, 0, len(w.Running))
 	for _, a := range w.RunningAllocs() {
-		v.RunningAllocs = append(v.RunningAllocs, a.ID)
+		running = append(running, a.ID)
 	}
-	return v
+	return workerRowOf(pool, w).view(running)
 }
 
 func evalView(pool string, e *state.Eval) EvalView {
@@ -199,14 +228,14 @@ func parseTS(s string) time.Time {
 	return t
 }
 
-func (v WorkerView) indexKeys() []string {
+func (v workerRow) indexKeys() []string {
 	return workerIndex(v.PoolID, v.WorkerID, v.Free, parseTS(v.Deadline))
 }
 
 func (v EvalView) indexKeys() []string { return evalIndex(v.PoolID, v.EvalID, v.Status) }
 
 func (v AllocView) indexKeys() []string {
-	return allocIndex(v.PoolID, v.AllocID, v.Status, parseTS(v.Deadline))
+	return allocIndex(v.PoolID, v.AllocID, v.WorkerID, v.Status, parseTS(v.Deadline))
 }
 
 func (v ReplicaView) indexKeys() []string {
@@ -223,17 +252,24 @@ func workerIndex(pool, worker string, free int64, deadline time.Time) []string {
 
 func evalIndex(pool, eval, status string) []string {
 	keys := []string{evalStatusKey(pool, status, eval)}
-	if status == string(state.EvalDeadLettered) {
+	if deadLettered(status) {
 		keys = append(keys, deadLetterKey(pool, eval))
 	}
 	return keys
 }
 
-func allocIndex(pool, alloc, status string, deadline time.Time) []string {
+// allocIndex: a running alloc has a deadline and is one of its worker's
+// running allocs (a worker's running allocs are exactly the running allocs
+// placed on it: state.Pool.Check).
+// deadLettered reports whether an eval in status is in the dead-letter
+// index.
+func deadLettered(status string) bool { return status == string(state.EvalDeadLettered) }
+
+func allocIndex(pool, alloc, worker, status string, deadline time.Time) []string {
 	if status != string(state.AllocRunning) {
 		return nil
 	}
-	return []string{ttlKey(pool, deadline, "alloc", alloc)}
+	return []string{ttlKey(pool, deadline, "alloc", alloc), workerAllocKey(pool, worker, alloc)}
 }
 
 func replicaIndex(pool, dataset, worker string, deadline time.Time) []string {
@@ -247,14 +283,18 @@ var time0 time.Time
 // marshal encodes a row. encoding/json writes struct fields in order and
 // the views hold no maps, so equal views give equal bytes.
 // The hot rows are encoded by hand, to the same bytes (see encode.go).
-func marshal(v any) ([]byte, error) {
+func marshal(v any) ([]byte, error) { return appendRow(make([]byte, 0, 512), v) }
+
+// appendRow encodes a row like marshal, into dst's memory if it is large
+// enough (the result may be dst, overwritten, or a new slice).
+func appendRow(dst []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case EvalView:
-		return marshalEval(&v)
+		return marshalEval(dst, &v)
 	case AllocView:
-		return marshalAlloc(&v)
-	case WorkerView:
-		return marshalWorker(&v)
+		return marshalAlloc(dst, &v)
+	case workerRow:
+		return marshalWorker(dst, &v)
 	}
 	return json.Marshal(v)
 }
