@@ -91,7 +91,7 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if req.ContentLength > limit {
 			return tooLarge(limit)
 		}
-		body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+		body, err := readBody(req, limit)
 		if err != nil {
 			return apiError(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
 		}
@@ -102,6 +102,32 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		req.ContentLength = int64(len(body))
 		return next(c)
 	}
+}
+
+// readBody reads up to limit+1 bytes of req's body. A body of known
+// length, the usual case, is read into a buffer of exactly that size (plus
+// the byte that tells a body longer than announced): io.ReadAll would start
+// at 512 bytes and grow.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.ContentLength < 0 {
+		return io.ReadAll(io.LimitReader(req.Body, limit+1))
+	}
+	buf := make([]byte, req.ContentLength+1)
+	n := 0
+	for n < len(buf) {
+		k, err := req.Body.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	// More than announced: net/http does not let that happen, but a
+	// wrapped body might; read on to the limit like ReadAll would.
+	rest, err := io.ReadAll(io.LimitReader(req.Body, limit+1-int64(n)))
+	return append(buf, rest...), err
 }
 
 func tooLarge(limit int64) error {

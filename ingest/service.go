@@ -274,11 +274,16 @@ func (s *Service) end(key string, f *flight, pos events.Position, err error) {
 	}
 	close(f.done)
 	s.flightMu.Lock()
+	first := len(s.settling) == 0
 	s.settling = append(s.settling, settlingFlight{key: key, f: f, pos: pos, since: time.Now()})
 	s.flightMu.Unlock()
-	select {
-	case s.settleKick <- struct{}{}:
-	default:
+	// The settler takes every settling flight each time it wakes: only
+	// the first flight since it last did needs to wake it.
+	if first {
+		select {
+		case s.settleKick <- struct{}{}:
+		default:
+		}
 	}
 }
 
