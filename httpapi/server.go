@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -70,6 +71,7 @@ func New(opts Options) (*echo.Echo, error) {
 	h := &handlers{svc: opts.Ingest, views: opts.Queries}
 	if opts.Ingest != nil {
 		e.Use(fastSubmitEval(h))
+		fastLoops.Store(e, fastEntry{h: h, log: opts.Logger})
 	}
 	e.Use(validator(spec))
 	api.RegisterHandlers(e, h)
@@ -221,19 +223,47 @@ func toHTTPError(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, body: api.Error{Error: api.ErrorDetail{Code: "internal", Message: err.Error()}}}
 }
 
-// Serve serves e on ln until ctx is done, then shuts down gracefully.
+// fastLoops holds, for each server New made with an ingest, what Serve
+// needs to run the connection loop of fastconn.go in front of it.
+var fastLoops sync.Map // *echo.Echo -> fastEntry
+
+type fastEntry struct {
+	h   *handlers
+	log *slog.Logger
+}
+
+// Serve serves e on ln until ctx is done, then shuts down gracefully. A
+// server with commands starts each connection on the single-eval loop of
+// fastconn.go, which hands it to net/http at its first other request.
 func Serve(ctx context.Context, e *echo.Echo, ln net.Listener) error {
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: idleTimeout}
+	v, ok := fastLoops.Load(e)
+	if !ok {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		}
 	}
+	entry := v.(fastEntry)
+	fs := newFastServer(entry.h, entry.log, ln)
+	errc := make(chan error, 2)
+	go func() { errc <- fs.serve() }()
+	go func() { errc <- srv.Serve(fs.http) }()
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, ln.Close(), fs.shutdown(sctx), srv.Shutdown(sctx))
 }
 
 // Listen opens addr for Serve, with an error that says what to do if the
