@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/line-sched/line/api"
+	"github.com/line-sched/line/ingest"
 )
 
 // Connections start on a small HTTP/1.1 loop that serves single-eval
@@ -57,7 +60,8 @@ type fastServer struct {
 type fastConn struct {
 	net.Conn
 	r        *bufio.Reader
-	out      []byte
+	out      []byte // the response being written
+	body     []byte // its body
 	deadline time.Time
 	closing  atomic.Bool
 }
@@ -272,7 +276,7 @@ func (s *fastServer) answer(c *fastConn, req fastRequest) bool {
 		if res.Duplicate {
 			status = http.StatusOK
 		}
-		body, err = appendEvalAccepted(nil, evalAccepted(res))
+		body, err = c.appendAccepted(res)
 	}
 	if err != nil {
 		s.log.Error("http: encode a submission's answer", "err", err)
@@ -306,20 +310,25 @@ func (s *fastServer) answer(c *fastConn, req fastRequest) bool {
 	return !req.close
 }
 
-// appendEvalAccepted appends a as c.JSON writes it.
-func appendEvalAccepted(buf []byte, a api.EvalAccepted) ([]byte, error) {
-	if !plainJSON(a.EvalId) || !plainJSON(a.PoolId) || !plainJSON(a.Position) {
-		return encodeJSON(a)
+// appendAccepted returns the body c.JSON writes for a, in the
+// connection's scratch buffer (valid until the next call).
+func (c *fastConn) appendAccepted(a ingest.EvalAccepted) ([]byte, error) {
+	if !plainJSON(a.ID) || !plainJSON(a.Pool) {
+		return encodeJSON(evalAccepted(a))
 	}
+	buf := c.body[:0]
 	buf = append(buf, `{"duplicate":`...)
 	buf = strconv.AppendBool(buf, a.Duplicate)
 	buf = append(buf, `,"eval_id":"`...)
-	buf = append(buf, a.EvalId...)
+	buf = append(buf, a.ID...)
 	buf = append(buf, `","pool_id":"`...)
-	buf = append(buf, a.PoolId...)
+	buf = append(buf, a.Pool...)
 	buf = append(buf, `","position":"`...)
-	buf = append(buf, a.Position...)
+	buf = strconv.AppendInt(buf, int64(a.Position.Partition), 10) // as Position.String
+	buf = append(buf, ':')
+	buf = strconv.AppendInt(buf, a.Position.Offset, 10)
 	buf = append(buf, "\"}\n"...)
+	c.body = buf
 	return buf, nil
 }
 
@@ -413,7 +422,12 @@ func parseSubmitHead(b []byte) (submitHead, bool) {
 			h.length = n
 		case equalFold(name, "Content-Type"):
 			types++
-			h.contentType = string(value)
+			// Only the JSON types the spec certainly accepts: the
+			// others go to net/http anyway (checkSubmitEval).
+			if !jsonContentType(string(value)) {
+				return h, false
+			}
+			h.contentType = echo.MIMEApplicationJSON
 		case equalFold(name, "Connection"):
 			switch {
 			case equalFold(value, "close"):

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"testing"
 	"testing/iotest"
+
+	"github.com/line-sched/line/events"
+	"github.com/line-sched/line/ingest"
 )
 
 // TestReadBody pins what limitBody reads: the whole body whatever its
@@ -48,5 +51,26 @@ func TestReadBody(t *testing.T) {
 				t.Fatalf("got %q, %v; want %q", got, err, c.want)
 			}
 		})
+	}
+}
+
+// TestAppendAcceptedMatchesJSON pins that the loop writes a submission's
+// answer as c.JSON writes the handler's.
+func TestAppendAcceptedMatchesJSON(t *testing.T) {
+	c := &fastConn{}
+	for _, a := range []ingest.EvalAccepted{
+		{Pool: "p", ID: "01jf3k6v9x8y7z6a5b4c3d2e1f", Position: events.Position{Partition: 3, Offset: 123456789}},
+		{Pool: "pool-1", ID: "job:42.a_b-c", Position: events.Position{Partition: 0, Offset: 0}, Duplicate: true},
+		{Pool: "p", ID: "a<b>&c", Position: events.Position{Partition: 11, Offset: 7}},
+		{Pool: "p", ID: "quote\"", Position: events.Position{Partition: 1, Offset: 2}},
+	} {
+		want, err := encodeJSON(evalAccepted(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.appendAccepted(a)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("wrote %q, %v; c.JSON writes %q", got, err, want)
+		}
 	}
 }
