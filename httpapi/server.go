@@ -4,7 +4,9 @@
 // {"error": {"code": "...", "message": "..."}}. The hot route, single-eval
 // submission, is checked by hand-written checks derived from the spec when
 // they can prove the request valid, by the OpenAPI validator otherwise
-// (fastpath.go).
+// (fastpath.go). Serve puts a small HTTP/1.1 loop in front of net/http that
+// answers the plainest valid submissions itself and hands a connection to
+// net/http at its first other request (fastconn.go).
 package httpapi
 
 import (
