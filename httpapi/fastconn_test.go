@@ -240,3 +240,34 @@ func TestFastConnShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestFastConnSplitRequest sends a submission in pieces, the way a slow
+// network delivers it: the loop waits for the whole request and answers it.
+func TestFastConnSplitRequest(t *testing.T) {
+	e := errEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testkit.Timeout))
+	served := httpapi.FastServed()
+	r := bufio.NewReader(conn)
+	for _, pieces := range [][]string{
+		{"POST /v1/pools/act/ev", "als HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r", "\n", `{"size":1}`},
+		{"POST /v1/pools/act/evals HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"si", `ze":2}`},
+	} {
+		for _, p := range pieces {
+			if _, err := io.WriteString(conn, p); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if a := readAnswer(t, r); a.Status != http.StatusAccepted {
+			t.Fatalf("answer %+v, want 202", a)
+		}
+	}
+	if n := httpapi.FastServed() - served; n != 2 {
+		t.Errorf("the connection loop answered %d requests, want 2", n)
+	}
+}
