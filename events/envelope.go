@@ -64,6 +64,14 @@ func Marshal(e Envelope) ([]byte, error) {
 	if e.Data.EventType() != e.Type {
 		return nil, fmt.Errorf("marshal event %s: type %s does not match data of %s", e.ID, e.Type, e.Data.EventType())
 	}
+	if out, ok := marshalFast(e); ok {
+		return out, nil
+	}
+	return marshalReference(e)
+}
+
+// marshalReference is Marshal without its fast path.
+func marshalReference(e Envelope) ([]byte, error) {
 	data, err := marshalJSON(e.Data)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s data: %w", e.Type, err)

@@ -1,10 +1,14 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/line-sched/line/httpapi"
 	"github.com/line-sched/line/testkit"
@@ -242,4 +246,38 @@ func TestBodyLimits(t *testing.T) {
 		{"batch of 15 MiB", post, "/v1/pools/act/evals/batch", padded(15<<20, `x`, ``), 400, "invalid_request"},
 		{"batch of exactly 16 MiB", post, "/v1/pools/act/evals/batch", bytes.NewReader(padded(httpapi.MaxBatchBody, `x`, ``)), 400, "invalid_request"},
 	})
+}
+
+// TestTruncatedBody sends a submission whose body stops short of its
+// Content-Length (the client's side of the connection closes): the eval
+// is not submitted, whatever the bytes that did arrive say, and the client
+// gets a 400 if it still listens.
+func TestTruncatedBody(t *testing.T) {
+	e := errEnv(t)
+	before := e.ends()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"size":1}`
+	req := "POST /v1/pools/act/evals HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+		"Content-Length: 100\r\n\r\n" + body
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(testkit.Timeout))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"unreadable_body"`) {
+		t.Errorf("answered %d %s, want 400 unreadable_body", resp.StatusCode, b)
+	}
+	e.nothingAppended(before, "a truncated submission")
 }

@@ -252,9 +252,10 @@ func skipString(b []byte, i int) int {
 
 // writeEvalAccepted writes a as c.JSON would, without reflection: the ids
 // and the position hold no character JSON escapes (checked; otherwise it
-// falls back to c.JSON).
+// falls back to c.JSON). It sets the response's headers in place and writes
+// the body once, allocating only the body.
 func writeEvalAccepted(c echo.Context, status int, a api.EvalAccepted) error {
-	if _, pretty := c.QueryParams()["pretty"]; pretty || !plainJSON(a.EvalId) || !plainJSON(a.PoolId) || !plainJSON(a.Position) {
+	if wantsPretty(c.Request()) || !plainJSON(a.EvalId) || !plainJSON(a.PoolId) || !plainJSON(a.Position) {
 		return c.JSON(status, a)
 	}
 	buf := make([]byte, 0, 64+len(a.EvalId)+len(a.PoolId)+len(a.Position))
@@ -267,7 +268,29 @@ func writeEvalAccepted(c echo.Context, status int, a api.EvalAccepted) error {
 	buf = append(buf, `","position":"`...)
 	buf = append(buf, a.Position...)
 	buf = append(buf, "\"}\n"...)
-	return c.Blob(status, echo.MIMEApplicationJSON, buf)
+	res := c.Response()
+	h := res.Header()
+	if h.Get(echo.HeaderContentType) == "" {
+		h[echo.HeaderContentType] = jsonContentTypeValue
+	}
+	res.WriteHeader(status)
+	_, err := res.Write(buf)
+	return err
+}
+
+// jsonContentTypeValue is the Content-Type header echo's c.JSON and c.Blob
+// write. Shared by every response: net/http only reads it, and its
+// capacity equals its length, so an append elsewhere copies it.
+var jsonContentTypeValue = []string{echo.MIMEApplicationJSON}
+
+// wantsPretty reports whether the query asks for indented JSON (?pretty),
+// as echo's c.JSON decides it, without parsing the query when there is none.
+func wantsPretty(req *http.Request) bool {
+	if req.URL.RawQuery == "" {
+		return false
+	}
+	_, pretty := req.URL.Query()["pretty"]
+	return pretty
 }
 
 // plainJSON reports whether s is written as is inside a JSON string by

@@ -4,7 +4,9 @@
 // {"error": {"code": "...", "message": "..."}}. The hot route, single-eval
 // submission, is checked by hand-written checks derived from the spec when
 // they can prove the request valid, by the OpenAPI validator otherwise
-// (fastpath.go).
+// (fastpath.go). Serve puts a small HTTP/1.1 loop in front of net/http that
+// answers the plainest valid submissions itself and hands a connection to
+// net/http at its first other request (fastconn.go).
 package httpapi
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -70,6 +73,7 @@ func New(opts Options) (*echo.Echo, error) {
 	h := &handlers{svc: opts.Ingest, views: opts.Queries}
 	if opts.Ingest != nil {
 		e.Use(fastSubmitEval(h))
+		fastLoops.Store(e, fastEntry{h: h, log: opts.Logger})
 	}
 	e.Use(validator(spec))
 	api.RegisterHandlers(e, h)
@@ -91,7 +95,7 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if req.ContentLength > limit {
 			return tooLarge(limit)
 		}
-		body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+		body, err := readBody(req, limit)
 		if err != nil {
 			return apiError(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
 		}
@@ -102,6 +106,32 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		req.ContentLength = int64(len(body))
 		return next(c)
 	}
+}
+
+// readBody reads up to limit+1 bytes of req's body. A body of known
+// length, the usual case, is read into a buffer of exactly that size (plus
+// the byte that tells a body longer than announced): io.ReadAll would start
+// at 512 bytes and grow.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.ContentLength < 0 {
+		return io.ReadAll(io.LimitReader(req.Body, limit+1))
+	}
+	buf := make([]byte, req.ContentLength+1)
+	n := 0
+	for n < len(buf) {
+		k, err := req.Body.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	// More than announced: net/http does not let that happen, but a
+	// wrapped body might; read on to the limit like ReadAll would.
+	rest, err := io.ReadAll(io.LimitReader(req.Body, limit+1-int64(n)))
+	return append(buf, rest...), err
 }
 
 func tooLarge(limit int64) error {
@@ -195,19 +225,47 @@ func toHTTPError(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, body: api.Error{Error: api.ErrorDetail{Code: "internal", Message: err.Error()}}}
 }
 
-// Serve serves e on ln until ctx is done, then shuts down gracefully.
+// fastLoops holds, for each server New made with an ingest, what Serve
+// needs to run the connection loop of fastconn.go in front of it.
+var fastLoops sync.Map // *echo.Echo -> fastEntry
+
+type fastEntry struct {
+	h   *handlers
+	log *slog.Logger
+}
+
+// Serve serves e on ln until ctx is done, then shuts down gracefully. A
+// server with commands starts each connection on the single-eval loop of
+// fastconn.go, which hands it to net/http at its first other request.
 func Serve(ctx context.Context, e *echo.Echo, ln net.Listener) error {
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: idleTimeout}
+	v, ok := fastLoops.Load(e)
+	if !ok {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		}
 	}
+	entry := v.(fastEntry)
+	fs := newFastServer(entry.h, entry.log, ln)
+	errc := make(chan error, 2)
+	go func() { errc <- fs.serve() }()
+	go func() { errc <- srv.Serve(fs.http) }()
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, ln.Close(), fs.shutdown(sctx), srv.Shutdown(sctx))
 }
 
 // Listen opens addr for Serve, with an error that says what to do if the

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -56,6 +57,8 @@ type Service struct {
 	txns     chan *txnProducer
 	txnMu    sync.Mutex
 	txnFree  []int // numbers of transactional ids not in use
+
+	deadline atomic.Pointer[sharedDeadline] // see produceContext
 
 	flightMu sync.Mutex
 	flights  map[string]*flight
@@ -193,6 +196,9 @@ func (s *Service) Close() {
 		<-s.stopped
 		s.view.Close()
 	}
+	if d := s.deadline.Load(); d != nil {
+		d.cancel()
+	}
 	close(s.txns)
 	for p := range s.txns {
 		p.cl.Close()
@@ -274,11 +280,16 @@ func (s *Service) end(key string, f *flight, pos events.Position, err error) {
 	}
 	close(f.done)
 	s.flightMu.Lock()
+	first := len(s.settling) == 0
 	s.settling = append(s.settling, settlingFlight{key: key, f: f, pos: pos, since: time.Now()})
 	s.flightMu.Unlock()
-	select {
-	case s.settleKick <- struct{}{}:
-	default:
+	// The settler takes every settling flight each time it wakes: only
+	// the first flight since it last did needs to wake it.
+	if first {
+		select {
+		case s.settleKick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -353,13 +364,48 @@ func (s *Service) append(ctx context.Context, e events.Envelope) (events.Positio
 		return events.Position{}, fmt.Errorf("ingest: encode %s: %w", e.Type, err)
 	}
 	rec.Partition = s.partition(e.Pool)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	ctx, cancel := s.produceContext(ctx)
 	defer cancel()
 	r, err := s.prod.ProduceSync(ctx, rec).First()
 	if err != nil {
 		return events.Position{}, unavailable(err)
 	}
 	return events.Position{Partition: r.Partition, Offset: r.Offset}, nil
+}
+
+// deadlineStep is how finely produceContext's shared deadlines are spaced.
+const deadlineStep = 10 * time.Millisecond
+
+// sharedDeadline is a context that ends ProduceTimeout after the end of
+// one deadlineStep: every append that starts within that step uses it.
+type sharedDeadline struct {
+	ctx    context.Context
+	step   int64 // start of the step, in deadlineSteps since the epoch
+	cancel context.CancelFunc
+}
+
+// produceContext bounds a produce by ProduceTimeout. Commands whose own
+// context never ends (the connection loop's) share one context per
+// deadlineStep, ending between ProduceTimeout and ProduceTimeout plus a
+// step after they start: a timer per step instead of one per command.
+func (s *Service) produceContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Done() != nil {
+		return context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	}
+	now := time.Now()
+	step := now.UnixNano() / int64(deadlineStep)
+	if d := s.deadline.Load(); d != nil && d.step == step {
+		return d.ctx, func() {}
+	}
+	// now.Add keeps the monotonic clock: the deadline does not move
+	// with the wall clock.
+	end := now.Add(s.cfg.ProduceTimeout + time.Duration((step+1)*int64(deadlineStep)-now.UnixNano()))
+	// The context ends by itself at its deadline, which releases it;
+	// nothing cancels it sooner, since later commands share it (Close
+	// cancels the last one).
+	shared, cancel := context.WithDeadline(context.Background(), end)
+	s.deadline.Store(&sharedDeadline{ctx: shared, step: step, cancel: cancel})
+	return shared, func() {}
 }
 
 // appendAtomically writes events of one pool in one transaction, so that a
