@@ -34,7 +34,7 @@ func Ingest(ctx context.Context, cfg config.Config, brokers []string, ln net.Lis
 		return err
 	}
 	defer svc.Close()
-	e, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: log})
+	e, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: log, PlainHTTP: cfg.PlainHTTP})
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func devAPI(ctx context.Context, cfg config.Config, brokers []string, ln net.Lis
 		return err
 	}
 	defer proj.Close()
-	e, err := httpapi.New(httpapi.Options{Ingest: svc, Queries: proj, Logger: log})
+	e, err := httpapi.New(httpapi.Options{Ingest: svc, Queries: proj, Logger: log, PlainHTTP: cfg.PlainHTTP})
 	if err != nil {
 		return err
 	}

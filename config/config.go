@@ -40,6 +40,10 @@ type Config struct {
 	// HTTPAddr is where the HTTP API listens (LINE_HTTP_ADDR, default
 	// 127.0.0.1:8080).
 	HTTPAddr string
+	// PlainHTTP serves every request with net/http and echo, turning off
+	// the connection loop that answers plain single-eval submissions
+	// itself (LINE_HTTP_PLAIN; default false).
+	PlainHTTP bool
 	// EventsPartitions is the partition count of a new events topic
 	// (LINE_EVENTS_PARTITIONS, default 12).
 	EventsPartitions int32
@@ -147,6 +151,13 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 				c.Brokers = append(c.Brokers, b)
 			}
 		}
+	}
+	if v, ok := lookup("LINE_HTTP_PLAIN"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("LINE_HTTP_PLAIN=%q: want true or false", v))
+		}
+		c.PlainHTTP = b
 	}
 	if v, ok := lookup("LINE_DEV_SYNC_WRITES"); ok && v != "" {
 		b, err := strconv.ParseBool(v)

@@ -271,3 +271,49 @@ func TestFastConnSplitRequest(t *testing.T) {
 		t.Errorf("the connection loop answered %d requests, want 2", n)
 	}
 }
+
+// TestPlainHTTPTurnsTheLoopOff checks that with PlainHTTP every request,
+// the plainest submission included, is answered by net/http.
+func TestPlainHTTPTurnsTheLoopOff(t *testing.T) {
+	emb := testkit.StartBroker(t)
+	cfg := testkit.Config(t)
+	_, svc := testkit.StartIngest(t, cfg, emb.Addrs())
+	srv, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: testkit.Logger(t), PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- httpapi.Serve(ctx, srv, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	addr := ln.Addr().String()
+	send(t, addr, "POST /v1/pools HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"pool_id\":\"pl\"}\n", 1)
+	before := httpapi.FastServed()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testkit.Timeout))
+	r := bufio.NewReader(conn)
+	for range 3 {
+		if _, err := io.WriteString(conn, "POST /v1/pools/pl/evals HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+			t.Fatal(err)
+		}
+		if a := readAnswer(t, r); a.Status != http.StatusAccepted {
+			t.Fatalf("answer %+v, want 202", a)
+		}
+	}
+	if n := httpapi.FastServed() - before; n != 0 {
+		t.Errorf("the connection loop answered %d requests with PlainHTTP set, want 0", n)
+	}
+}

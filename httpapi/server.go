@@ -50,6 +50,9 @@ type Options struct {
 	Queries *projections.Projector
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// PlainHTTP turns off the connection loop of fastconn.go: Serve then
+	// serves every request with net/http and echo.
+	PlainHTTP bool
 }
 
 // New returns an echo server with the whole API registered: the commands
@@ -73,7 +76,9 @@ func New(opts Options) (*echo.Echo, error) {
 	h := &handlers{svc: opts.Ingest, views: opts.Queries}
 	if opts.Ingest != nil {
 		e.Use(fastSubmitEval(h))
-		fastLoops.Store(e, fastEntry{h: h, log: opts.Logger})
+		if !opts.PlainHTTP {
+			fastLoops.Store(e, fastEntry{h: h, log: opts.Logger})
+		}
 	}
 	e.Use(validator(spec))
 	api.RegisterHandlers(e, h)
@@ -225,8 +230,9 @@ func toHTTPError(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, body: api.Error{Error: api.ErrorDetail{Code: "internal", Message: err.Error()}}}
 }
 
-// fastLoops holds, for each server New made with an ingest, what Serve
-// needs to run the connection loop of fastconn.go in front of it.
+// fastLoops holds, for each server New made with an ingest (and without
+// PlainHTTP), what Serve needs to run the connection loop of fastconn.go
+// in front of it; Serve takes the entry out.
 var fastLoops sync.Map // *echo.Echo -> fastEntry
 
 type fastEntry struct {
@@ -239,7 +245,7 @@ type fastEntry struct {
 // fastconn.go, which hands it to net/http at its first other request.
 func Serve(ctx context.Context, e *echo.Echo, ln net.Listener) error {
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: idleTimeout}
-	v, ok := fastLoops.Load(e)
+	v, ok := fastLoops.LoadAndDelete(e)
 	if !ok {
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()
