@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -451,9 +453,9 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		return err
 	}
 	defer cl.Close()
-	// A reader goroutine polls and decodes while this one merges and
-	// checks: on two cores, decoding the next records overlaps checking
-	// the previous ones.
+	// A reader goroutine polls and decodes (each poll on every core, see
+	// decode) while this one merges and checks in log order: decoding
+	// the next records overlaps checking the previous ones.
 	rctx, stop := context.WithCancel(ctx)
 	polls := make(chan fetched, pollQueue)
 	readErr := make(chan error, 1)
@@ -519,22 +521,58 @@ func (rd *reader) read(ctx context.Context, cl *kgo.Client, polls chan<- fetched
 			return err
 		}
 		f := make(fetched, 0, fs.NumRecords())
-		fs.EachRecord(func(r *kgo.Record) {
-			d := decodedRecord{r: r}
-			if rd.byID[r.Partition] != nil && !r.Attrs.IsControl() {
-				d.env, d.err = events.FromRecord(r)
-			}
-			f = append(f, d)
-		})
+		fs.EachRecord(func(r *kgo.Record) { f = append(f, decodedRecord{r: r}) })
 		if len(f) == 0 {
 			continue
 		}
+		rd.decode(f, decoders())
 		select {
 		case polls <- f:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// decodeChunkMin is the fewest records worth handing to another
+// goroutine to decode.
+var decodeChunkMin = 512
+
+// decoders is how many goroutines decode one poll: every core. While they
+// decode a poll, the merge applies the previous ones, so decoding takes
+// the cores the fold leaves idle, as the scheduler's takeover does.
+var decoders = func() int { return max(runtime.GOMAXPROCS(0), 1) }
+
+// decode decodes the records of f that the replay reads (control records
+// and records of other partitions are left alone), in chunks of at least
+// decodeChunkMin records on up to workers goroutines. Decoding is pure:
+// each record's slot gets the same envelope or error whichever goroutine
+// decodes it, and f keeps its order, so the merge sees what one goroutine
+// would have produced.
+func (rd *reader) decode(f fetched, workers int) {
+	one := func(part fetched) {
+		for i := range part {
+			d := &part[i]
+			if rd.byID[d.r.Partition] != nil && !d.r.Attrs.IsControl() {
+				d.env, d.err = events.FromRecord(d.r)
+			}
+		}
+	}
+	chunk := max((len(f)+workers-1)/max(workers, 1), decodeChunkMin)
+	if workers <= 1 || chunk >= len(f) {
+		one(f)
+		return
+	}
+	var wg sync.WaitGroup
+	for lo := chunk; lo < len(f); lo += chunk {
+		wg.Add(1)
+		go func(part fetched) {
+			defer wg.Done()
+			one(part)
+		}(f[lo:min(lo+chunk, len(f))])
+	}
+	one(f[:chunk])
+	wg.Wait()
 }
 
 // take files one fetched record with its partition.
