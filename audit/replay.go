@@ -202,16 +202,19 @@ func Replay(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep := &Report{Topic: topic, Until: opts.Until.String(), CutTime: rd.cutTime}
 	c := NewChecker()
-	emit := func(r rec) {
-		st := Step{Envelope: r.env, Position: r.pos, Poison: r.err, State: c.st}
+	emit := func(r *rec) {
+		var vs []Violation
 		if r.err != nil {
-			st.Violations = c.Poison(r.pos, r.key, r.err)
+			vs = c.Poison(r.pos, r.key, r.err)
 		} else {
-			st.Violations = c.Check(r.env, r.pos)
-			st.Rejected = c.lastErr
+			vs = c.Check(r.env, r.pos)
 		}
-		rep.add(st.Violations, opts.MaxViolations)
+		rep.add(vs, opts.MaxViolations)
 		if opts.Visit != nil {
+			st := Step{Envelope: r.env, Position: r.pos, Poison: r.err, Violations: vs, State: c.st}
+			if r.err == nil {
+				st.Rejected = c.lastErr
+			}
 			opts.Visit(st)
 		}
 	}
@@ -411,7 +414,7 @@ const (
 )
 
 // run reads the partitions and emits their records, merged by time.
-func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit func(rec), c *Checker) error {
+func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit func(*rec), c *Checker) error {
 	from := map[int32]kgo.Offset{}
 	for _, p := range rd.parts {
 		if !p.done {
@@ -608,7 +611,7 @@ func (rd *reader) take(d decodedRecord) {
 
 // merge emits buffered records in time order (each partition's order kept)
 // as long as every partition still being read has one buffered.
-func (rd *reader) merge(emit func(rec)) {
+func (rd *reader) merge(emit func(*rec)) {
 	for {
 		var best *part
 		for _, p := range rd.parts {
@@ -630,13 +633,13 @@ func (rd *reader) merge(emit func(rec)) {
 		if best == nil {
 			return
 		}
-		r := best.buf[best.head]
-		best.buf[best.head] = rec{}
+		r := &best.buf[best.head]
+		emit(r)
+		*r = rec{}
 		best.head++
 		if best.head == len(best.buf) {
 			best.buf, best.head = best.buf[:0], 0
 		}
-		emit(r)
 	}
 }
 
