@@ -450,6 +450,7 @@ func (c *Checker) floor(partition int32) int64 {
 	return 0
 }
 
+// setFloor records basis as the largest basis seen on partition.
 func (c *Checker) setFloor(partition int32, basis int64) {
 	for int(partition) >= len(c.floors) {
 		c.floors = append(c.floors, 0)
