@@ -19,8 +19,13 @@ import (
 type Checker struct {
 	st     *state.State
 	pools  map[string]*poolTrack
-	floors map[int32]int64 // per partition, the largest basis seen
-	sum    tallies
+	floors []int64 // per partition, the largest basis seen
+	// The pool of the last event checked, its track and its id: most
+	// histories hold few pools, so most events find theirs here.
+	lastPoolID string
+	lastPool   *state.Pool
+	lastTrack  *poolTrack
+	sum        tallies
 	// lastErr is the fold's answer to the last event checked.
 	lastErr error
 }
@@ -39,7 +44,7 @@ type tallies struct {
 
 // NewChecker returns a checker with an empty state.
 func NewChecker() *Checker {
-	return &Checker{st: state.New(), pools: make(map[string]*poolTrack), floors: make(map[int32]int64),
+	return &Checker{st: state.New(), pools: make(map[string]*poolTrack),
 		sum: tallies{byType: make(map[events.Type]int64), violations: make(map[Kind]int64),
 			deletedEvals: make(map[state.EvalStatus]int64), deletedAllocs: make(map[state.AllocStatus]int64)}}
 }
@@ -85,9 +90,12 @@ func (c *Checker) Check(e events.Envelope, pos events.Position) []Violation {
 	if e.At.After(c.sum.last) {
 		c.sum.last = e.At
 	}
-	ck := &check{c: c, e: e, pos: pos, p: c.st.Pool(e.Pool)}
-	if ck.p != nil {
+	ck := &check{c: c, e: e, pos: pos}
+	if e.Pool == c.lastPoolID && c.lastPool != nil {
+		ck.p, ck.pt = c.lastPool, c.lastTrack
+	} else if ck.p = c.st.Pool(e.Pool); ck.p != nil {
 		ck.pt = c.pools[e.Pool]
+		c.lastPoolID, c.lastPool, c.lastTrack = e.Pool, ck.p, ck.pt
 	}
 	if ck.pt != nil && ck.pt.partition != pos.Partition {
 		ck.flag(KindPartition, false, "event of pool %s on partition %d, but the pool lives on partition %d", e.Pool, pos.Partition, ck.pt.partition)
@@ -154,6 +162,8 @@ func (k *check) before() {
 				k.oldReplicas[ds] = w.Replicas[ds]
 			}
 		}
+	case events.WorkerExpiredData:
+		k.worker = p.Worker(d.WorkerID)
 	case events.ReplicaExpiredData:
 		if w := p.Worker(d.WorkerID); w != nil {
 			k.worker = w
@@ -262,17 +272,17 @@ func (k *check) placed(d events.AllocPlacedData) {
 // capacity released at or after basis. It returns that room.
 func (k *check) visibleRoom(h *state.Worker, ds string, basis, size int64) (int64, bool) {
 	at := k.e.At
-	t := k.pt.workers[h.ID]
+	t := k.pt.workers[h]
 	if t == nil || t.regOff >= basis {
 		return 0, false
 	}
-	if dl, ok := valueAt(t.deadline, basis, h.Deadline); !ok || !dl.After(at) {
+	if dl, ok := valueAt(&t.deadline, basis, h.Deadline); !ok || !dl.After(at) {
 		return 0, false
 	}
 	if rd, ok := valueAt(t.replicas[ds], basis, h.Replicas[ds]); !ok || !rd.After(at) {
 		return 0, false
 	}
-	gained, ok := sumSince(t.free, basis, true)
+	gained, ok := sumSince(&t.free, basis, true)
 	if !ok {
 		return 0, false
 	}
@@ -295,18 +305,18 @@ func (k *check) maybeReserved(h *state.Worker, ev *state.Eval, basis int64) bool
 	var ws []live
 	var maxFree int64
 	for _, w := range k.p.Workers() {
-		t := k.pt.workers[w.ID]
+		t := k.pt.workers[w]
 		if t == nil || t.regOff >= basis {
 			continue
 		}
-		dl, ok := valueAt(t.deadline, basis, w.Deadline)
+		dl, ok := valueAt(&t.deadline, basis, w.Deadline)
 		if !ok {
 			return true
 		}
 		if !dl.After(at) {
 			continue
 		}
-		delta, ok := sumSince(t.free, basis, false)
+		delta, ok := sumSince(&t.free, basis, false)
 		if !ok {
 			return true
 		}
@@ -356,18 +366,22 @@ func (k *check) rejected(err error) {
 // the fold, and checks the capacity of the worker it changed.
 func (k *check) after() {
 	c, e, off := k.c, k.e, k.pos.Offset
-	p := c.st.Pool(e.Pool)
-	floor := c.floors[k.pos.Partition]
+	p := k.p // a pool, once created, stays the same *state.Pool
+	if p == nil {
+		p = c.st.Pool(e.Pool)
+	}
+	floor := c.floor(k.pos.Partition)
 	switch d := e.Data.(type) {
 	case events.PoolCreatedData:
-		c.pools[e.Pool] = &poolTrack{partition: k.pos.Partition, disbandOff: -1, workers: make(map[string]*workerTrack)}
+		c.pools[e.Pool] = &poolTrack{partition: k.pos.Partition, disbandOff: -1, workers: make(map[*state.Worker]*workerTrack)}
+		c.lastPoolID, c.lastPool, c.lastTrack = "", nil, nil
 	case events.PoolDisbandedData:
 		if k.pt != nil {
 			k.pt.disbandOff = off
 		}
 	case events.PoolDeletedData:
 		if k.pt != nil {
-			k.pt.workers = make(map[string]*workerTrack)
+			k.pt.workers = make(map[*state.Worker]*workerTrack)
 		}
 		for s, n := range k.evalsBefore {
 			c.sum.deletedEvals[s] += n
@@ -377,11 +391,11 @@ func (k *check) after() {
 		}
 	case events.WorkerRegisteredData:
 		if k.pt != nil {
-			k.pt.workers[d.WorkerID] = newWorkerTrack(off)
+			k.pt.workers[p.Worker(d.WorkerID)] = newWorkerTrack(off)
 		}
 	case events.WorkerExpiredData:
 		if k.pt != nil {
-			delete(k.pt.workers, d.WorkerID)
+			delete(k.pt.workers, k.worker)
 		}
 	case events.WorkerHeartbeatData, events.ReplicaExpiredData:
 		t := k.track(k.worker)
@@ -397,7 +411,7 @@ func (k *check) after() {
 			}
 		}
 	case events.AllocPlacedData:
-		c.floors[k.pos.Partition] = max(floor, d.Basis)
+		c.setFloor(k.pos.Partition, max(floor, d.Basis))
 		if t := k.track(k.worker); t != nil {
 			t.free.add(off, -d.Size, floor)
 		}
@@ -425,16 +439,33 @@ func (k *check) track(w *state.Worker) *workerTrack {
 	if w == nil || k.pt == nil {
 		return nil
 	}
-	return k.pt.workers[w.ID]
+	return k.pt.workers[w]
+}
+
+// floor is the largest basis seen on partition.
+func (c *Checker) floor(partition int32) int64 {
+	if int(partition) < len(c.floors) {
+		return c.floors[partition]
+	}
+	return 0
+}
+
+// setFloor records basis as the largest basis seen on partition.
+func (c *Checker) setFloor(partition int32, basis int64) {
+	for int(partition) >= len(c.floors) {
+		c.floors = append(c.floors, 0)
+	}
+	c.floors[partition] = basis
 }
 
 // capacity checks the worker the event changed: used within [0, capacity].
+// (Placements and ends of allocs never register or remove a worker: the
+// worker before the event is the pool's worker of that id after it.)
 func (k *check) capacity(p *state.Pool) {
 	if k.worker == nil || p == nil {
 		return
 	}
-	w := p.Worker(k.worker.ID)
-	if w != nil && (w.Used > w.Capacity || w.Used < 0) {
+	if w := k.worker; w.Used > w.Capacity || w.Used < 0 {
 		k.flag(KindOvercommit, false, "worker %s uses %d of capacity %d after the event", w.ID, w.Used, w.Capacity)
 	}
 }

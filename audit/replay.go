@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -200,16 +202,19 @@ func Replay(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep := &Report{Topic: topic, Until: opts.Until.String(), CutTime: rd.cutTime}
 	c := NewChecker()
-	emit := func(r rec) {
-		st := Step{Envelope: r.env, Position: r.pos, Poison: r.err, State: c.st}
+	emit := func(r *rec) {
+		var vs []Violation
 		if r.err != nil {
-			st.Violations = c.Poison(r.pos, r.key, r.err)
+			vs = c.Poison(r.pos, r.key, r.err)
 		} else {
-			st.Violations = c.Check(r.env, r.pos)
-			st.Rejected = c.lastErr
+			vs = c.Check(r.env, r.pos)
 		}
-		rep.add(st.Violations, opts.MaxViolations)
+		rep.add(vs, opts.MaxViolations)
 		if opts.Visit != nil {
+			st := Step{Envelope: r.env, Position: r.pos, Poison: r.err, Violations: vs, State: c.st}
+			if r.err == nil {
+				st.Rejected = c.lastErr
+			}
 			opts.Visit(st)
 		}
 	}
@@ -409,7 +414,7 @@ const (
 )
 
 // run reads the partitions and emits their records, merged by time.
-func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit func(rec), c *Checker) error {
+func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit func(*rec), c *Checker) error {
 	from := map[int32]kgo.Offset{}
 	for _, p := range rd.parts {
 		if !p.done {
@@ -451,9 +456,9 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		return err
 	}
 	defer cl.Close()
-	// A reader goroutine polls and decodes while this one merges and
-	// checks: on two cores, decoding the next records overlaps checking
-	// the previous ones.
+	// A reader goroutine polls and decodes (each poll on every core, see
+	// decode) while this one merges and checks in log order: decoding
+	// the next records overlaps checking the previous ones.
 	rctx, stop := context.WithCancel(ctx)
 	polls := make(chan fetched, pollQueue)
 	readErr := make(chan error, 1)
@@ -519,22 +524,58 @@ func (rd *reader) read(ctx context.Context, cl *kgo.Client, polls chan<- fetched
 			return err
 		}
 		f := make(fetched, 0, fs.NumRecords())
-		fs.EachRecord(func(r *kgo.Record) {
-			d := decodedRecord{r: r}
-			if rd.byID[r.Partition] != nil && !r.Attrs.IsControl() {
-				d.env, d.err = events.FromRecord(r)
-			}
-			f = append(f, d)
-		})
+		fs.EachRecord(func(r *kgo.Record) { f = append(f, decodedRecord{r: r}) })
 		if len(f) == 0 {
 			continue
 		}
+		rd.decode(f, decoders())
 		select {
 		case polls <- f:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// decodeChunkMin is the fewest records worth handing to another
+// goroutine to decode.
+var decodeChunkMin = 512
+
+// decoders is how many goroutines decode one poll: every core. While they
+// decode a poll, the merge applies the previous ones, so decoding takes
+// the cores the fold leaves idle, as the scheduler's takeover does.
+var decoders = func() int { return max(runtime.GOMAXPROCS(0), 1) }
+
+// decode decodes the records of f that the replay reads (control records
+// and records of other partitions are left alone), in chunks of at least
+// decodeChunkMin records on up to workers goroutines. Decoding is pure:
+// each record's slot gets the same envelope or error whichever goroutine
+// decodes it, and f keeps its order, so the merge sees what one goroutine
+// would have produced.
+func (rd *reader) decode(f fetched, workers int) {
+	one := func(part fetched) {
+		for i := range part {
+			d := &part[i]
+			if rd.byID[d.r.Partition] != nil && !d.r.Attrs.IsControl() {
+				d.env, d.err = events.FromRecord(d.r)
+			}
+		}
+	}
+	chunk := max((len(f)+workers-1)/max(workers, 1), decodeChunkMin)
+	if workers <= 1 || chunk >= len(f) {
+		one(f)
+		return
+	}
+	var wg sync.WaitGroup
+	for lo := chunk; lo < len(f); lo += chunk {
+		wg.Add(1)
+		go func(part fetched) {
+			defer wg.Done()
+			one(part)
+		}(f[lo:min(lo+chunk, len(f))])
+	}
+	one(f[:chunk])
+	wg.Wait()
 }
 
 // take files one fetched record with its partition.
@@ -570,7 +611,7 @@ func (rd *reader) take(d decodedRecord) {
 
 // merge emits buffered records in time order (each partition's order kept)
 // as long as every partition still being read has one buffered.
-func (rd *reader) merge(emit func(rec)) {
+func (rd *reader) merge(emit func(*rec)) {
 	for {
 		var best *part
 		for _, p := range rd.parts {
@@ -592,13 +633,13 @@ func (rd *reader) merge(emit func(rec)) {
 		if best == nil {
 			return
 		}
-		r := best.buf[best.head]
-		best.buf[best.head] = rec{}
+		r := &best.buf[best.head]
+		emit(r)
+		*r = rec{}
 		best.head++
 		if best.head == len(best.buf) {
 			best.buf, best.head = best.buf[:0], 0
 		}
-		emit(r)
 	}
 }
 

@@ -1,6 +1,10 @@
 package audit
 
-import "time"
+import (
+	"time"
+
+	"github.com/line-sched/line/state"
+)
 
 // maxChanges bounds each change log. Older changes are dropped; a question
 // about an offset before the newest dropped change gets "unknown", which the
@@ -83,7 +87,10 @@ type poolTrack struct {
 	partition int32
 	// disbandOff is the offset of the pool.disbanded event, -1 if none.
 	disbandOff int64
-	workers    map[string]*workerTrack
+	// workers are the tracks of the pool's registered workers (keyed by
+	// the fold's worker: looked up for every placement, a pointer hashes
+	// cheaper than an id).
+	workers map[*state.Worker]*workerTrack
 }
 
 // workerTrack is what the checker remembers of a worker beyond the fold:
@@ -91,13 +98,13 @@ type poolTrack struct {
 // free capacity and replicas.
 type workerTrack struct {
 	regOff   int64
-	deadline *changeLog[time.Time]
-	free     *changeLog[int64]
+	deadline changeLog[time.Time]
+	free     changeLog[int64]
 	replicas map[string]*changeLog[time.Time]
 }
 
 func newWorkerTrack(off int64) *workerTrack {
-	return &workerTrack{regOff: off, deadline: newChangeLog[time.Time](), free: newChangeLog[int64](),
+	return &workerTrack{regOff: off, deadline: changeLog[time.Time]{lost: -1}, free: changeLog[int64]{lost: -1},
 		replicas: make(map[string]*changeLog[time.Time])}
 }
 

@@ -304,9 +304,12 @@ func (p *Pool) awaitingRetry(ev *Eval) bool {
 	if ev.status != evalPlacedCode {
 		return false
 	}
-	a := p.allocs[ev.AllocID]
-	return a != nil && a.status == allocExpiredCode
+	return awaitsRetry(p.allocs[ev.AllocID])
 }
+
+// awaitsRetry tells whether a placed eval whose current alloc is a (nil if
+// unknown) awaits a retry decision.
+func awaitsRetry(a *Alloc) bool { return a != nil && a.status == allocExpiredCode }
 
 func (p *Pool) putReplica(w *Worker, dataset string, deadline time.Time) {
 	if in, ok := p.datasets[dataset]; ok {

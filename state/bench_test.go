@@ -138,6 +138,27 @@ func BenchmarkFoldHeap1M(b *testing.B) {
 	b.ReportMetric(float64(ms.Sys)/(1<<20), "sys-MiB")
 }
 
+// BenchmarkCheck1M measures State.Check over the fold of the c1m gate's
+// history (1M evals placed on 5,000 workers): what the audit's final check
+// costs. cpu-s/op is the CPU it takes (several goroutines), s/op its wall
+// time.
+func BenchmarkCheck1M(b *testing.B) {
+	nEvals, nWorkers := 1_000_000, 5_000
+	if os.Getenv("LINE_BENCH_SMALL") != "" {
+		nEvals, nWorkers = 10_000, 50
+	}
+	s := bxFold(b, bxHistory(nEvals, nWorkers), events.Unmarshal)
+	runtime.GC()
+	b.ResetTimer()
+	cpu := bxCPU()
+	for i := 0; i < b.N; i++ {
+		if err := s.Check(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(cpu()/float64(b.N), "cpu-s/op")
+}
+
 // BenchmarkDecodeHistory measures events.Unmarshal alone over the same
 // history.
 func BenchmarkDecodeHistory(b *testing.B) {

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Check verifies the invariants of s: capacity accounting (no worker over its
@@ -10,8 +11,9 @@ import (
 // is in exactly one consistent status, and that every index the fold keeps
 // (queue and its size lists, free capacity, holders, deadlines, evals
 // awaiting retry) matches the data it indexes. It returns every violation
-// found, joined, or nil. It costs a scan of the whole state: for tests,
-// audits and debugging, not for hot paths.
+// found, joined, or nil. It costs a scan of the whole state (of a large
+// pool, on several goroutines): for tests, audits and debugging, not for
+// hot paths.
 func (s *State) Check() error {
 	var errs []error
 	for _, p := range s.Pools() {
@@ -22,161 +24,277 @@ func (s *State) Check() error {
 	return errors.Join(errs...)
 }
 
+// checkConcurrentMin is the smallest pool (evals plus allocs) whose check
+// runs its parts on several goroutines. The parts only read the pool.
+var checkConcurrentMin = 50_000
+
+// poolCheck is the check of one pool, in parts that read the pool and
+// write only their own fields, so that they can run at the same time.
+type poolCheck struct {
+	p *Pool
+
+	workerErrs, holderErrs, allocErrs, evalErrs, queueErrs, ttlErrs []error
+	// replicas counts the replicas the workers hold; runningEntries the
+	// allocs listed as running by the workers; holders the entries of the
+	// holders index; running the running allocs; placed and pending the
+	// evals in those statuses; evalsMisindexed the evals indexed under
+	// another id.
+	replicas, runningEntries, holders, running, placed, pending, evalsMisindexed int
+}
+
+func bad(errs *[]error, format string, args ...any) {
+	*errs = append(*errs, fmt.Errorf(format, args...))
+}
+
 func (p *Pool) check() error {
 	p.free.sync()
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c := &poolCheck{p: p}
+	parts := []func(){c.checkWorkers, c.checkHolders, c.checkAllocs, c.checkEvals, c.checkQueue, c.checkTTL}
+	if len(p.evals)+len(p.allocs) >= checkConcurrentMin {
+		var wg sync.WaitGroup
+		for _, part := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				part()
+			}()
+		}
+		wg.Wait()
+	} else {
+		for _, part := range parts {
+			part()
+		}
+	}
+	// A running alloc listed by a worker must be the pool's alloc of that
+	// id. checkAllocs found each running alloc of the pool listed by its
+	// worker; those listings are distinct (one per alloc id), so if the
+	// workers list no more than that, every listing is one of them.
+	// Otherwise look each listing up.
+	if len(c.allocErrs) > 0 || c.runningEntries != c.running {
+		c.checkRunningListed()
+	}
+	// A placed eval must be placed with an alloc of the pool that names it
+	// and is not completed. checkAllocs found, for each running alloc, its
+	// eval placed with it; those evals are distinct (one per alloc id), so
+	// if there are no more placed evals than that, every placed eval is one
+	// of them, placed with a running alloc: none awaits retry. Otherwise
+	// look each one's alloc up.
+	awaiting := 0
+	if len(c.allocErrs) > 0 || c.evalsMisindexed > 0 || c.placed != c.running {
+		awaiting = c.checkPlacedEvals()
+	}
+	if awaiting != p.retry.len() {
+		bad(&c.evalErrs, "retry set has %d evals, %d await retry", p.retry.len(), awaiting)
+	}
+	if c.pending != p.queue.Len() {
+		bad(&c.evalErrs, "queue has %d evals, %d are pending", p.queue.Len(), c.pending)
+	}
 
-	// Workers, capacity, running allocs.
-	replicas := 0
+	errs := c.workerErrs
+	errs = append(errs, c.holderErrs...)
+	if c.holders != c.replicas {
+		bad(&errs, "holders index has %d entries, workers hold %d replicas", c.holders, c.replicas)
+	}
+	errs = append(errs, c.allocErrs...)
+	errs = append(errs, c.evalErrs...)
+	errs = append(errs, c.queueErrs...)
+	if want := len(p.workers) + c.replicas + c.running; p.ttl.Len() != want {
+		bad(&errs, "TTL index has %d entries, want %d (workers, replicas, running allocs)", p.ttl.Len(), want)
+	}
+	errs = append(errs, c.ttlErrs...)
+	return errors.Join(errs...)
+}
+
+// checkWorkers checks the workers, their capacity, their running allocs
+// (but for being the pool's: see checkRunningListed), their free index and
+// their replicas.
+func (c *poolCheck) checkWorkers() {
+	p, errs := c.p, &c.workerErrs
 	for id, w := range p.workers {
 		if w.ID != id {
-			bad("worker %s indexed as %s", w.ID, id)
+			bad(errs, "worker %s indexed as %s", w.ID, id)
 		}
 		var used int64
 		for aid, a := range w.Running {
-			if a.ID != aid || a.Status() != AllocRunning || a.WorkerID() != w.ID || p.allocs[aid] != a {
-				bad("worker %s: running alloc %s inconsistent", w.ID, aid)
+			c.runningEntries++
+			if a.ID != aid || a.Status() != AllocRunning || a.WorkerID() != w.ID {
+				bad(errs, "worker %s: running alloc %s inconsistent", w.ID, aid)
 			}
 			used += a.Size
 		}
 		if used != w.Used {
-			bad("worker %s: used %d, running allocs sum to %d", w.ID, w.Used, used)
+			bad(errs, "worker %s: used %d, running allocs sum to %d", w.ID, w.Used, used)
 		}
 		if w.Used < 0 || w.Used > w.Capacity {
-			bad("worker %s: used %d outside [0, capacity %d]", w.ID, w.Used, w.Capacity)
+			bad(errs, "worker %s: used %d outside [0, capacity %d]", w.ID, w.Used, w.Capacity)
 		}
 		if w.free.dirty || !w.free.indexed || w.free.at != w.Free() {
-			bad("worker %s: free index has %d (indexed %v, dirty %v), free is %d", w.ID, w.free.at, w.free.indexed, w.free.dirty, w.Free())
+			bad(errs, "worker %s: free index has %d (indexed %v, dirty %v), free is %d", w.ID, w.free.at, w.free.indexed, w.free.dirty, w.Free())
 		}
 		for ds := range w.Replicas {
-			replicas++
+			c.replicas++
 			if p.holders[ds][w.ID] != w {
-				bad("worker %s: replica %s missing from holders", w.ID, ds)
+				bad(errs, "worker %s: replica %s missing from holders", w.ID, ds)
 			}
 		}
 	}
 	if p.free.tree.Len() != len(p.workers) || len(p.free.dirty) != 0 {
-		bad("free index has %d workers (%d to move), pool has %d", p.free.tree.Len(), len(p.free.dirty), len(p.workers))
+		bad(errs, "free index has %d workers (%d to move), pool has %d", p.free.tree.Len(), len(p.free.dirty), len(p.workers))
 	}
-	holders := 0
-	for ds, m := range p.holders {
-		if len(m) == 0 {
-			bad("holders of %s: empty set kept", ds)
-		}
-		for id, w := range m {
-			holders++
-			if p.workers[id] != w {
-				bad("holders of %s: unknown worker %s", ds, id)
-			} else if _, ok := w.Replicas[ds]; !ok {
-				bad("holders of %s: worker %s holds no replica", ds, id)
+}
+
+// checkRunningListed checks that every alloc a worker lists as running is
+// the pool's alloc of that id (those checkWorkers found inconsistent
+// already are left out).
+func (c *poolCheck) checkRunningListed() {
+	p := c.p
+	for _, w := range p.workers {
+		for aid, a := range w.Running {
+			if a.ID == aid && a.Status() == AllocRunning && a.WorkerID() == w.ID && p.allocs[aid] != a {
+				bad(&c.workerErrs, "worker %s: running alloc %s inconsistent", w.ID, aid)
 			}
 		}
 	}
-	if holders != replicas {
-		bad("holders index has %d entries, workers hold %d replicas", holders, replicas)
-	}
+}
 
-	// Allocs.
-	running := 0
+// checkHolders checks the holders index against the workers' replicas.
+func (c *poolCheck) checkHolders() {
+	p, errs := c.p, &c.holderErrs
+	for ds, m := range p.holders {
+		if len(m) == 0 {
+			bad(errs, "holders of %s: empty set kept", ds)
+		}
+		for id, w := range m {
+			c.holders++
+			if p.workers[id] != w {
+				bad(errs, "holders of %s: unknown worker %s", ds, id)
+			} else if _, ok := w.Replicas[ds]; !ok {
+				bad(errs, "holders of %s: worker %s holds no replica", ds, id)
+			}
+		}
+	}
+}
+
+// checkAllocs checks every alloc: a running one runs on its worker for a
+// placed eval.
+func (c *poolCheck) checkAllocs() {
+	p, errs := c.p, &c.allocErrs
 	for id, a := range p.allocs {
 		if a.ID != id {
-			bad("alloc %s indexed as %s", a.ID, id)
+			bad(errs, "alloc %s indexed as %s", a.ID, id)
 		}
 		switch a.Status() {
 		case AllocRunning:
-			running++
+			c.running++
 			w := p.workers[a.WorkerID()]
 			if w == nil || w.Running[a.ID] != a {
-				bad("running alloc %s not running on worker %s", a.ID, a.WorkerID())
+				bad(errs, "running alloc %s not running on worker %s", a.ID, a.WorkerID())
 			}
 			if ev := p.evals[a.EvalID]; ev == nil || ev.Status() != EvalPlaced || ev.AllocID != a.ID {
-				bad("running alloc %s: eval %s is not placed with it", a.ID, a.EvalID)
+				bad(errs, "running alloc %s: eval %s is not placed with it", a.ID, a.EvalID)
 			}
 		case AllocCompleted, AllocExpired:
 		default:
-			bad("alloc %s: unknown status %q", a.ID, a.Status())
+			bad(errs, "alloc %s: unknown status %q", a.ID, a.Status())
 		}
 	}
+}
 
-	// Evals and the queue.
-	pending, awaiting := 0, 0
+// checkEvals checks that every eval is in exactly one consistent status
+// (but for the alloc of a placed one: see checkPlacedEvals), and counts
+// them.
+func (c *poolCheck) checkEvals() {
+	p, errs := c.p, &c.evalErrs
 	for id, ev := range p.evals {
 		if ev.ID != id {
-			bad("eval %s indexed as %s", ev.ID, id)
+			c.evalsMisindexed++
+			bad(errs, "eval %s indexed as %s", ev.ID, id)
 		}
 		queued := ev.qnode != nil && ev.qnode.eval == ev
 		if queued != (ev.Status() == EvalPending) {
-			bad("eval %s is %s but queued=%v", ev.ID, ev.Status(), queued)
+			bad(errs, "eval %s is %s but queued=%v", ev.ID, ev.Status(), queued)
 		}
 		switch ev.Status() {
 		case EvalPending:
-			pending++
+			c.pending++
 		case EvalPlaced:
-			a := p.allocs[ev.AllocID]
-			if a == nil || a.EvalID != ev.ID || a.Status() == AllocCompleted {
-				bad("placed eval %s: alloc %s missing, foreign or completed", ev.ID, ev.AllocID)
-			}
-			if p.awaitingRetry(ev) {
-				awaiting++
-				if p.retry.nodes[ev] == nil {
-					bad("eval %s awaits retry but is not in the retry set", ev.ID)
-				}
-			}
+			c.placed++
 		case EvalCompleted, EvalRejected, EvalDeadLettered:
 		default:
-			bad("eval %s: unknown status %q", ev.ID, ev.Status())
+			bad(errs, "eval %s: unknown status %q", ev.ID, ev.Status())
 		}
 		if ev.Status() != EvalPlaced && p.retry.nodes[ev] != nil {
-			bad("eval %s is %s but in the retry set", ev.ID, ev.Status())
+			bad(errs, "eval %s is %s but in the retry set", ev.ID, ev.Status())
 		}
 	}
-	if awaiting != p.retry.len() {
-		bad("retry set has %d evals, %d await retry", p.retry.len(), awaiting)
+}
+
+// checkPlacedEvals checks the alloc of every placed eval, and returns how
+// many await a retry decision.
+func (c *poolCheck) checkPlacedEvals() (awaiting int) {
+	p, errs := c.p, &c.evalErrs
+	for _, ev := range p.evals {
+		if ev.Status() != EvalPlaced {
+			continue
+		}
+		a := p.allocs[ev.AllocID]
+		if a == nil || a.EvalID != ev.ID || a.Status() == AllocCompleted {
+			bad(errs, "placed eval %s: alloc %s missing, foreign or completed", ev.ID, ev.AllocID)
+		}
+		if awaitsRetry(a) {
+			awaiting++
+			if p.retry.nodes[ev] == nil {
+				bad(errs, "eval %s awaits retry but is not in the retry set", ev.ID)
+			}
+		}
 	}
-	if pending != p.queue.Len() {
-		bad("queue has %d evals, %d are pending", p.queue.Len(), pending)
-	}
+	return awaiting
+}
+
+// checkQueue checks the queue's order and its lists by size.
+func (c *poolCheck) checkQueue() {
+	p, errs := c.p, &c.queueErrs
 	n, last := 0, uint64(0)
 	for q := p.queue.head; q != nil; q = q.next {
 		n++
 		if q.seq <= last {
-			bad("queue order broken at eval %s", q.eval.ID)
+			bad(errs, "queue order broken at eval %s", q.eval.ID)
 		}
 		last = q.seq
 	}
 	if n != p.queue.Len() {
-		bad("queue list has %d evals, index %d", n, p.queue.Len())
+		bad(errs, "queue list has %d evals, index %d", n, p.queue.Len())
 	}
 	sized := 0
 	if p.queue.sizes.Len() != len(p.queue.bySize) {
-		bad("queue sizes set has %d sizes, lists %d", p.queue.sizes.Len(), len(p.queue.bySize))
+		bad(errs, "queue sizes set has %d sizes, lists %d", p.queue.sizes.Len(), len(p.queue.bySize))
 	}
 	for size, l := range p.queue.bySize {
 		if !p.queue.sizes.Has(size) {
-			bad("queue size %d missing from the sizes set", size)
+			bad(errs, "queue size %d missing from the sizes set", size)
 		}
 		k, last := 0, uint64(0)
 		for q := l.head; q != nil; q = q.snext {
 			k++
 			if q.eval.Size != size || q.seq <= last || q.eval.qnode != q {
-				bad("queue list of size %d broken at eval %s", size, q.eval.ID)
+				bad(errs, "queue list of size %d broken at eval %s", size, q.eval.ID)
 			}
 			last = q.seq
 		}
 		if k != l.n || k == 0 {
-			bad("queue list of size %d has %d evals, counts %d", size, k, l.n)
+			bad(errs, "queue list of size %d has %d evals, counts %d", size, k, l.n)
 		}
 		sized += k
 	}
 	if sized != p.queue.Len() {
-		bad("queue size lists hold %d evals, queue %d", sized, p.queue.Len())
+		bad(errs, "queue size lists hold %d evals, queue %d", sized, p.queue.Len())
 	}
+}
 
-	// Deadlines.
-	if want := len(p.workers) + replicas + running; p.ttl.Len() != want {
-		bad("TTL index has %d entries, want %d (workers, replicas, running allocs)", p.ttl.Len(), want)
-	}
+// checkTTL checks every entry of the deadline index against its owner (its
+// size is checked against the counts of the other parts).
+func (c *poolCheck) checkTTL() {
+	p, errs := c.p, &c.ttlErrs
 	p.ttl.tree.Ascend(func(it ttlItem) bool {
 		e := it.entry()
 		// The indexed instant must be the owner's deadline.
@@ -184,21 +302,20 @@ func (p *Pool) check() error {
 		switch e.Kind {
 		case TTLAlloc:
 			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status() != AllocRunning || moved {
-				bad("TTL entry of alloc %s stale", e.Alloc.ID)
+				bad(errs, "TTL entry of alloc %s stale", e.Alloc.ID)
 			}
 		case TTLWorker:
 			if p.workers[e.Worker.ID] != e.Worker || moved {
-				bad("TTL entry of worker %s stale", e.Worker.ID)
+				bad(errs, "TTL entry of worker %s stale", e.Worker.ID)
 			}
 		case TTLReplica:
 			at, ok := e.Worker.Replicas[e.Dataset]
 			if p.workers[e.Worker.ID] != e.Worker || !ok || moved || !at.Equal(e.Deadline) {
-				bad("TTL entry of replica %s:%s stale", e.Dataset, e.Worker.ID)
+				bad(errs, "TTL entry of replica %s:%s stale", e.Dataset, e.Worker.ID)
 			}
 		default:
-			bad("TTL entry of unknown kind %d", e.Kind)
+			bad(errs, "TTL entry of unknown kind %d", e.Kind)
 		}
 		return true
 	})
-	return errors.Join(errs...)
 }
