@@ -454,7 +454,7 @@ func (p *Projector) writeBulk(to map[int32]int64) (int, error) {
 // scans, while the heap it adds to it is mostly short-lived (decoded
 // events, row values); collecting less often trades memory for the CPU of
 // those scans. It is process-wide, raised while any bulk load runs.
-const bulkGCPercent = 300
+const bulkGCPercent = 200
 
 // bulkGC counts the bulk loads under way and holds the target they raised.
 var bulkGC struct {

@@ -25,7 +25,7 @@
 // load instead (see bulk.go): the backlog is folded into memory, then the
 // full materialization of the fold is written in key order into sstables
 // and ingested with the checkpoint in one atomic ingestion. While a bulk
-// load runs, the garbage collector's target is raised (GOGC 300, process
+// load runs, the garbage collector's target is raised (GOGC 200, process
 // wide, unless it is higher): every collection scans the whole fold, so
 // the load trades some memory for fewer of them.
 //
