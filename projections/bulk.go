@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -340,7 +341,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 		},
 		func(put func(k, v []byte) error) error { // pool/<pool>
 			for _, l := range lists {
-				v, err := marshal(poolView(l.p, f.meta[l.p.ID]))
+				v, err := marshal(poolView(l.p, f.metaCopy(l.p.ID)))
 				if err != nil {
 					return err
 				}
@@ -446,4 +447,43 @@ func (p *Projector) writeBulk(to map[int32]int64) (int, error) {
 		return 0, fmt.Errorf("projections: bulk load: ingest %d files: %w", len(paths), err)
 	}
 	return rows, nil
+}
+
+// bulkGCPercent is the garbage collector's target (GOGC) while a bulk load
+// folds and writes: the fold holds the whole state, which every collection
+// scans, while the heap it adds to it is mostly short-lived (decoded
+// events, row values); collecting less often trades memory for the CPU of
+// those scans. It is process-wide, raised while any bulk load runs.
+const bulkGCPercent = 200
+
+// bulkGC counts the bulk loads under way and holds the target they raised.
+var bulkGC struct {
+	sync.Mutex
+	loads int
+	prior int
+}
+
+// raiseGC raises the garbage collector's target to bulkGCPercent (unless
+// it is higher or off) for a bulk load, and returns the function that ends
+// it: the last bulk load to end restores the prior target.
+func raiseGC() (restore func()) {
+	bulkGC.Lock()
+	defer bulkGC.Unlock()
+	if bulkGC.loads == 0 {
+		bulkGC.prior = debug.SetGCPercent(bulkGCPercent)
+		if bulkGC.prior < 0 || bulkGC.prior > bulkGCPercent {
+			debug.SetGCPercent(bulkGC.prior)
+		}
+	}
+	bulkGC.loads++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			bulkGC.Lock()
+			defer bulkGC.Unlock()
+			if bulkGC.loads--; bulkGC.loads == 0 {
+				debug.SetGCPercent(bulkGC.prior)
+			}
+		})
+	}
 }

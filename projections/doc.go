@@ -5,7 +5,9 @@
 // read_committed, no group) and keeps the shared fold (state.State) in
 // memory: each record is applied with state.Apply, the only definition of
 // what an event means. A reader goroutine polls and decodes the records
-// while the projector folds and writes the previous ones. A batch is what
+// (each poll split into chunks decoded on every core, then applied
+// strictly in log order) while the projector folds and writes the
+// previous ones. A batch is what
 // was decoded so far (while polls come in full, as in a catch-up, up to
 // Options.MaxBatchRecords records); the projector writes, in one Pebble
 // batch, the rows of the entities the batch's events touched, recomputed
@@ -22,7 +24,10 @@
 // Views that hold no row yet (a rebuild, new views) are written by a bulk
 // load instead (see bulk.go): the backlog is folded into memory, then the
 // full materialization of the fold is written in key order into sstables
-// and ingested with the checkpoint in one atomic ingestion.
+// and ingested with the checkpoint in one atomic ingestion. While a bulk
+// load runs, the garbage collector's target is raised (GOGC 200, process
+// wide, unless it is higher): every collection scans the whole fold, so
+// the load trades some memory for fewer of them.
 //
 // On open, the projector reads the checkpoint and folds the log from
 // offset 0 into memory without writing anything below the checkpoint (the

@@ -92,3 +92,22 @@ func TestEncodeRowsLikeEncodingJSON(t *testing.T) {
 			RegisteredAt: s(), Datasets: ss()})
 	}
 }
+
+// TestPlainMatchesEncodingJSON checks, byte by byte, that plain accepts
+// only bytes that encoding/json writes unchanged between quotes, and all
+// of printable ASCII but the five it escapes (the others are left to
+// encoding/json).
+func TestPlainMatchesEncodingJSON(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		s := "a" + string([]byte{byte(c)}) + "b"
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unchanged := string(b) == `"`+s+`"`
+		printable := c >= 0x20 && c <= 0x7e && !bytes.ContainsRune([]byte(`"\\<>&`), rune(c))
+		if got := plain(s); got && !unchanged || got != printable {
+			t.Errorf("byte %#x: plain %v, encoding/json writes %s", c, got, b)
+		}
+	}
+}

@@ -11,10 +11,36 @@ import (
 // log implies.
 type fold struct {
 	st   *state.State
-	meta map[string]poolMeta
+	meta map[string]*poolMeta
+	// lastPool and lastMeta are the pool the previous event reached and
+	// its counters: runs of events of one pool update them in place.
+	lastPool string
+	lastMeta *poolMeta
 }
 
-func newFold() *fold { return &fold{st: state.New(), meta: make(map[string]poolMeta)} }
+func newFold() *fold { return &fold{st: state.New(), meta: make(map[string]*poolMeta)} }
+
+// metaOf returns the counters of pool id, created if it has none.
+func (f *fold) metaOf(id string) *poolMeta {
+	if f.lastMeta != nil && f.lastPool == id {
+		return f.lastMeta
+	}
+	m := f.meta[id]
+	if m == nil {
+		m = &poolMeta{}
+		f.meta[id] = m
+	}
+	f.lastPool, f.lastMeta = id, m
+	return m
+}
+
+// metaCopy returns the counters of pool id (zero if it has none).
+func (f *fold) metaCopy(id string) poolMeta {
+	if m := f.meta[id]; m != nil {
+		return *m
+	}
+	return poolMeta{}
+}
 
 type poolKeyID struct{ pool, id string }
 
@@ -121,13 +147,12 @@ func (f *fold) apply(e events.Envelope, pos events.Position, t *touched) error {
 	}
 	err := f.st.Apply(e, pos)
 	if f.st.Pool(e.Pool) != nil {
-		m := f.meta[e.Pool]
+		m := f.metaOf(e.Pool)
 		m.events++
 		if err != nil {
 			m.rejected++
 		}
 		m.last = pos
-		f.meta[e.Pool] = m
 	}
 	return err
 }
@@ -240,7 +265,7 @@ func (f *fold) rows(t *touched) ([]row, error) {
 		p := f.st.Pool(id)
 		var v PoolView
 		if p != nil {
-			v = poolView(p, f.meta[id])
+			v = poolView(p, f.metaCopy(id))
 		}
 		if err := add(poolKey(id), before{exists: true}, v, p != nil); err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -450,9 +451,11 @@ func (p *Projector) Run(ctx context.Context) error {
 		// A bulk load folds until the log's committed end as it is now
 		// (if it can be read; else until a poll comes in short).
 		var ends map[int32]int64
+		restoreGC := func() {}
 		if bt.bulk = p.bulk(); bt.bulk {
 			limit = p.opts.MaxBulkRecords
 			ends = p.committedEnds(ctx)
+			restoreGC = raiseGC()
 		}
 		for polled := false; bt.records < limit; polled = true {
 			if polled && ends != nil && p.reached(ends) {
@@ -485,9 +488,12 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 		}
 		if ctx.Err() != nil {
+			restoreGC()
 			return nil
 		}
-		if err := p.write(bt); err != nil {
+		err := p.write(bt)
+		restoreGC()
+		if err != nil {
 			p.log.Error("projector stopped: cannot write the views", "err", err)
 			return err
 		}
@@ -563,13 +569,8 @@ func (p *Projector) read(ctx context.Context, polls chan<- poll) {
 			}
 		})
 		pl := poll{recs: make([]decoded, 0, fs.NumRecords())}
-		fs.EachRecord(func(r *kgo.Record) {
-			d := decoded{r: r}
-			if r.Topic == p.topic && !r.Attrs.IsControl() {
-				d.e, d.err = events.FromRecord(r)
-			}
-			pl.recs = append(pl.recs, d)
-		})
+		fs.EachRecord(func(r *kgo.Record) { pl.recs = append(pl.recs, decoded{r: r}) })
+		p.decode(pl.recs)
 		if len(pl.recs) == 0 {
 			p.reading.Store(false)
 			continue
@@ -579,6 +580,44 @@ func (p *Projector) read(ctx context.Context, polls chan<- poll) {
 			p.reading.Store(false)
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// decodeChunk is the fewest records a decoding goroutine takes: below
+// twice that, a poll is decoded on the reader's goroutine alone.
+const decodeChunk = 1024
+
+// decode decodes the records of one poll in place, on up to GOMAXPROCS
+// goroutines, each a contiguous chunk of the poll: the fold still applies
+// them strictly in log order, and on two cores, while the fold applies one
+// poll, both cores decode the next ones whenever the fold waits.
+func (p *Projector) decode(recs []decoded) {
+	chunks := min(runtime.GOMAXPROCS(0), len(recs)/decodeChunk)
+	if chunks <= 1 {
+		p.decodeRange(recs)
+		return
+	}
+	size := (len(recs) + chunks - 1) / chunks
+	var wg sync.WaitGroup
+	for lo := size; lo < len(recs); lo += size {
+		wg.Add(1)
+		go func(part []decoded) {
+			defer wg.Done()
+			p.decodeRange(part)
+		}(recs[lo:min(lo+size, len(recs))])
+	}
+	p.decodeRange(recs[:size])
+	wg.Wait()
+}
+
+// decodeRange decodes the events of recs (control records and records of
+// other topics are not decoded).
+func (p *Projector) decodeRange(recs []decoded) {
+	for i := range recs {
+		d := &recs[i]
+		if d.r.Topic == p.topic && !d.r.Attrs.IsControl() {
+			d.e, d.err = events.FromRecord(d.r)
 		}
 	}
 }
