@@ -68,8 +68,16 @@ type ProcStatus struct {
 	CPU float64 `json:"cpu_s"`
 }
 
-// Peak is the best known peak RSS in bytes.
-func (s ProcStatus) Peak() int64 { return max(s.VmHWM, s.MaxRSS) }
+// Peak is the best known peak RSS in bytes: VmHWM, the peak of this
+// process's own memory since its exec. getrusage's MaxRSS is only a
+// fallback: Linux carries it over fork and exec, so a child started by a
+// harness that had grown to 1 GiB reports at least 1 GiB.
+func (s ProcStatus) Peak() int64 {
+	if s.VmHWM > 0 {
+		return s.VmHWM
+	}
+	return s.MaxRSS
+}
 
 // SelfStatus returns this process's memory and CPU.
 func SelfStatus() ProcStatus {
