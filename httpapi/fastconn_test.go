@@ -114,6 +114,28 @@ func plainServer(t *testing.T, e *env) string {
 	return ln.Addr().String()
 }
 
+// startServe runs Serve, as the ingest does, on a new broker and ingest;
+// plain sets Options.PlainHTTP. cancel ends Serve, whose result arrives on
+// done.
+func startServe(t *testing.T, plain bool) (addr string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	emb := testkit.StartBroker(t)
+	cfg := testkit.Config(t)
+	_, svc := testkit.StartIngest(t, cfg, emb.Addrs())
+	srv, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: testkit.Logger(t), PlainHTTP: plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- httpapi.Serve(ctx, srv, ln) }()
+	return ln.Addr().String(), cancel, errc
+}
+
 // TestFastConnAgreesWithNetHTTP sends a corpus of raw requests, most of
 // them to the hot route, to the server as Serve runs it (the connection
 // loop first) and to the same ingest behind net/http alone: the answers
@@ -191,21 +213,7 @@ func TestFastConnAgreesWithNetHTTP(t *testing.T) {
 // TestFastConnShutdown checks that Serve returns promptly with idle
 // connections open on the loop, and that it answered on them before.
 func TestFastConnShutdown(t *testing.T) {
-	emb := testkit.StartBroker(t)
-	cfg := testkit.Config(t)
-	_, svc := testkit.StartIngest(t, cfg, emb.Addrs())
-	srv, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- httpapi.Serve(ctx, srv, ln) }()
-	addr := ln.Addr().String()
+	addr, cancel, done := startServe(t, false)
 	send(t, addr, "POST /v1/pools HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"pool_id\":\"sd\"}\n", 1)
 	var conns []net.Conn
 	for range 3 {
@@ -275,27 +283,13 @@ func TestFastConnSplitRequest(t *testing.T) {
 // TestPlainHTTPTurnsTheLoopOff checks that with PlainHTTP every request,
 // the plainest submission included, is answered by net/http.
 func TestPlainHTTPTurnsTheLoopOff(t *testing.T) {
-	emb := testkit.StartBroker(t)
-	cfg := testkit.Config(t)
-	_, svc := testkit.StartIngest(t, cfg, emb.Addrs())
-	srv, err := httpapi.New(httpapi.Options{Ingest: svc, Logger: testkit.Logger(t), PlainHTTP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- httpapi.Serve(ctx, srv, ln) }()
+	addr, cancel, done := startServe(t, true)
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	addr := ln.Addr().String()
 	send(t, addr, "POST /v1/pools HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"pool_id\":\"pl\"}\n", 1)
 	before := httpapi.FastServed()
 	conn, err := net.Dial("tcp", addr)
