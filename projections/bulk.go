@@ -165,16 +165,6 @@ func writeFamily(dir, name string, opts sstable.WriterOptions, emit emitter) (*b
 	return b, nil
 }
 
-// appendSeg appends an id as one key segment (see esc).
-func appendSeg(dst []byte, id string) []byte {
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c == '%' || c == '/' {
-			return append(dst, esc(id)...)
-		}
-	}
-	return append(dst, id...)
-}
-
 // poolLists are a pool's entities in id order, listed once for all the
 // families (families are written on several goroutines: the fold is only
 // read while the views are materialized).
@@ -210,7 +200,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var key, val []byte
 			for _, l := range lists {
 				for _, a := range l.allocs() {
-					key = appendSeg(append(appendSeg(append(key[:0], prefixAlloc...), l.p.ID), '/'), a.ID)
+					key = appendKey(key[:0], prefixAlloc, l.p.ID, a.ID)
 					view := allocView(l.p.ID, a)
 					v, err := marshalAlloc(val, &view)
 					if err != nil {
@@ -228,7 +218,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var key, val []byte
 			for _, l := range lists {
 				for _, e := range l.evals() {
-					key = appendSeg(append(appendSeg(append(key[:0], prefixEval...), l.p.ID), '/'), e.ID)
+					key = appendKey(key[:0], prefixEval, l.p.ID, e.ID)
 					view := evalView(l.p.ID, e)
 					v, err := marshalEval(val, &view)
 					if err != nil {
@@ -249,7 +239,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 					if !deadLettered(string(e.Status())) {
 						continue
 					}
-					key = appendSeg(append(appendSeg(append(key[:0], prefixDeadLetter...), l.p.ID), '/'), e.ID)
+					key = appendKey(key[:0], prefixDeadLetter, l.p.ID, e.ID)
 					if err := put(key, nil); err != nil {
 						return err
 					}
@@ -267,7 +257,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 				statuses := slices.Sorted(maps.Keys(byStatus))
 				for _, st := range statuses {
 					for _, e := range byStatus[st] {
-						key = appendSeg(append(appendSeg(append(appendSeg(append(key[:0], prefixEvalStatus...), l.p.ID), '/'), st), '/'), e.ID)
+						key = appendKey(key[:0], prefixEvalStatus, l.p.ID, st, e.ID)
 						if err := put(key, nil); err != nil {
 							return err
 						}
@@ -293,15 +283,13 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var err error
 			for _, l := range lists {
 				l.p.TTL().Each(func(e state.TTLEntry) bool {
-					key = appendSeg(append(key[:0], prefixTTL...), l.p.ID)
-					key = e.Deadline.UTC().AppendFormat(append(key, '/'), deadlineLayout)
 					switch e.Kind {
 					case state.TTLAlloc:
-						key = appendSeg(append(key, "/alloc/"...), e.Alloc.ID)
+						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindAlloc, e.Alloc.ID)
 					case state.TTLWorker:
-						key = appendSeg(append(key, "/worker/"...), e.Worker.ID)
+						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindWorker, e.Worker.ID)
 					case state.TTLReplica:
-						key = appendSeg(append(appendSeg(append(key, "/replica/"...), e.Worker.ID), '/'), e.Dataset)
+						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindReplica, e.Worker.ID, e.Dataset)
 					default:
 						err = fmt.Errorf("pool %s: TTL entry of unknown kind %d", l.p.ID, e.Kind)
 						return false
@@ -320,7 +308,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			for _, l := range lists {
 				for _, w := range l.workers() {
 					for _, a := range w.RunningAllocs() {
-						key = appendSeg(append(appendSeg(append(appendSeg(append(key[:0], prefixWorkerAlloc...), l.p.ID), '/'), w.ID), '/'), a.ID)
+						key = appendKey(key[:0], prefixWorkerAlloc, l.p.ID, w.ID, a.ID)
 						if err := put(key, nil); err != nil {
 							return err
 						}

@@ -69,15 +69,32 @@ func unesc(seg string) string {
 }
 
 func join(prefix string, segs ...string) string {
-	var b strings.Builder
-	b.WriteString(prefix)
+	return string(appendKey(make([]byte, 0, 64), prefix, segs...))
+}
+
+// appendKey appends to dst the key made of prefix and segs, each segment
+// escaped, separated by '/': the one definition of a key's shape, which
+// join and the bulk load (writing keys in place) share.
+func appendKey(dst []byte, prefix string, segs ...string) []byte {
+	dst = append(dst, prefix...)
 	for i, s := range segs {
 		if i > 0 {
-			b.WriteByte('/')
+			dst = append(dst, '/')
 		}
-		b.WriteString(esc(s))
+		dst = appendSeg(dst, s)
 	}
-	return b.String()
+	return dst
+}
+
+// appendSeg appends id as one key segment: esc(id), without a copy when
+// id needs no escaping.
+func appendSeg(dst []byte, id string) []byte {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c == '%' || c == '/' {
+			return append(dst, esc(id)...)
+		}
+	}
+	return append(dst, id...)
 }
 
 func offsetKey(partition int32) string {
@@ -97,8 +114,23 @@ func replicaKey(pool, ds, worker string) string {
 
 func deadlineSeg(t time.Time) string { return t.UTC().Format(deadlineLayout) }
 
+// The kinds of TTL index entries (a key segment).
+const (
+	ttlKindAlloc   = "alloc"
+	ttlKindWorker  = "worker"
+	ttlKindReplica = "replica"
+)
+
 func ttlKey(pool string, deadline time.Time, kind string, ids ...string) string {
-	return join(prefixTTL, pool) + "/" + deadlineSeg(deadline) + "/" + kind + "/" + join("", ids...)
+	return string(appendTTLKey(make([]byte, 0, 96), pool, deadline, kind, ids...))
+}
+
+// appendTTLKey appends ttlKey's key to dst.
+func appendTTLKey(dst []byte, pool string, deadline time.Time, kind string, ids ...string) []byte {
+	dst = appendKey(dst, prefixTTL, pool)
+	dst = deadline.UTC().AppendFormat(append(dst, '/'), deadlineLayout)
+	dst = append(append(append(dst, '/'), kind...), '/')
+	return appendKey(dst, "", ids...)
 }
 
 func freeSeg(free int64) string { return fmt.Sprintf("%0*d", freeWidth, free) }

@@ -247,7 +247,7 @@ func (v ReplicaView) indexKeys() []string {
 // batch without reading the row back) both use these.
 
 func workerIndex(pool, worker string, free int64, deadline time.Time) []string {
-	return []string{freeKey(pool, free, worker), ttlKey(pool, deadline, "worker", worker)}
+	return []string{freeKey(pool, free, worker), ttlKey(pool, deadline, ttlKindWorker, worker)}
 }
 
 func evalIndex(pool, eval, status string) []string {
@@ -269,11 +269,11 @@ func allocIndex(pool, alloc, worker, status string, deadline time.Time) []string
 	if status != string(state.AllocRunning) {
 		return nil
 	}
-	return []string{ttlKey(pool, deadline, "alloc", alloc), workerAllocKey(pool, worker, alloc)}
+	return []string{ttlKey(pool, deadline, ttlKindAlloc, alloc), workerAllocKey(pool, worker, alloc)}
 }
 
 func replicaIndex(pool, dataset, worker string, deadline time.Time) []string {
-	return []string{ttlKey(pool, deadline, "replica", worker, dataset)}
+	return []string{ttlKey(pool, deadline, ttlKindReplica, worker, dataset)}
 }
 
 func (PoolView) indexKeys() []string { return nil }
