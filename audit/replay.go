@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -561,21 +560,7 @@ func (rd *reader) decode(f fetched, workers int) {
 			}
 		}
 	}
-	chunk := max((len(f)+workers-1)/max(workers, 1), decodeChunkMin)
-	if workers <= 1 || chunk >= len(f) {
-		one(f)
-		return
-	}
-	var wg sync.WaitGroup
-	for lo := chunk; lo < len(f); lo += chunk {
-		wg.Add(1)
-		go func(part fetched) {
-			defer wg.Done()
-			one(part)
-		}(f[lo:min(lo+chunk, len(f))])
-	}
-	one(f[:chunk])
-	wg.Wait()
+	events.DecodeChunks(len(f), workers, decodeChunkMin, func(lo, hi int) { one(f[lo:hi]) })
 }
 
 // take files one fetched record with its partition.

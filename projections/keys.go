@@ -112,7 +112,6 @@ func replicaKey(pool, ds, worker string) string {
 	return join(prefixReplica, pool, ds, worker)
 }
 
-
 // The kinds of TTL index entries (a key segment).
 const (
 	ttlKindAlloc   = "alloc"

@@ -593,22 +593,7 @@ const decodeChunk = 1024
 // them strictly in log order, and on two cores, while the fold applies one
 // poll, both cores decode the next ones whenever the fold waits.
 func (p *Projector) decode(recs []decoded) {
-	chunks := min(runtime.GOMAXPROCS(0), len(recs)/decodeChunk)
-	if chunks <= 1 {
-		p.decodeRange(recs)
-		return
-	}
-	size := (len(recs) + chunks - 1) / chunks
-	var wg sync.WaitGroup
-	for lo := size; lo < len(recs); lo += size {
-		wg.Add(1)
-		go func(part []decoded) {
-			defer wg.Done()
-			p.decodeRange(part)
-		}(recs[lo:min(lo+size, len(recs))])
-	}
-	p.decodeRange(recs[:size])
-	wg.Wait()
+	events.DecodeChunks(len(recs), runtime.GOMAXPROCS(0), decodeChunk, func(lo, hi int) { p.decodeRange(recs[lo:hi]) })
 }
 
 // decodeRange decodes the events of recs (control records and records of

@@ -1153,27 +1153,17 @@ func (l *Loop) predecode(fetches kgo.Fetches) map[int32][]decodedRecord {
 		return nil
 	}
 	out := make(map[int32][]decodedRecord, len(todo))
-	var wg sync.WaitGroup
-	workers := max(runtime.GOMAXPROCS(0), 1)
 	for _, fp := range todo {
 		slots := make([]decodedRecord, len(fp.Records))
 		out[fp.Partition] = slots
-		chunk := (len(fp.Records) + workers - 1) / workers
-		for lo := 0; lo < len(fp.Records); lo += chunk {
-			hi := min(lo+chunk, len(fp.Records))
-			wg.Add(1)
-			go func(recs []*kgo.Record, slots []decodedRecord) {
-				defer wg.Done()
-				for i, r := range recs {
-					if r.Attrs.IsControl() {
-						continue
-					}
+		events.DecodeChunks(len(fp.Records), runtime.GOMAXPROCS(0), 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				if r := fp.Records[i]; !r.Attrs.IsControl() {
 					slots[i].e, slots[i].err = events.FromRecord(r)
 					slots[i].done = true
 				}
-			}(fp.Records[lo:hi], slots[lo:hi])
-		}
+			}
+		})
 	}
-	wg.Wait()
 	return out
 }
