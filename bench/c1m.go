@@ -25,6 +25,11 @@ import (
 func (r *Runner) c1m(ctx context.Context, name string, runs int, keep bool, delivery string) (*Result, error) {
 	o := r.o
 	o.Delivery = delivery
+	return r.c1mWith(ctx, o, name, runs, keep)
+}
+
+// c1mWith is c1m with options o (the history of takeover has fewer evals).
+func (r *Runner) c1mWith(ctx context.Context, o Options, name string, runs int, keep bool) (*Result, error) {
 	res := newResult(name)
 	res.Params["workers"], res.Params["evals"], res.Params["batch"], res.Params["batch_concurrency"] = o.Workers, o.Evals, o.BatchSize, o.BatchConc
 	res.Params["strategy"], res.Params["locality_wait"], res.Params["datasets"], res.Params["headroom"] = o.Strategy, o.LocalityWait.String(), o.Datasets, o.Headroom

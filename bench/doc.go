@@ -24,8 +24,10 @@
 //   - ingest: single-eval POSTs from a closed loop of concurrent connections.
 //   - replay: `line audit` (audit.Replay) and a projector rebuild
 //     (projections) over the c1m history.
-//   - takeover: a fresh scheduler process on a partition with the c1m
-//     history: time until it places again.
+//   - takeover: a fresh scheduler process on a partition with
+//     TakeoverEvents (1M) events of history, made by a smaller c1m run:
+//     time until it places again (plus one run on the c1m history, twice
+//     as long at 1M evals, when one was left).
 //
 // Every scenario runs Runs times (default 3) and reports per-run values and
 // medians, with the machine's core count and load.

@@ -154,43 +154,43 @@ func writeHeap(path string) error {
 	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
-// takeover, on the c1m history served by the broker alone, Runs times: appends one new eval, starts a fresh
-// scheduler process (no other member in the group) and measures the time
-// until the eval's alloc is readable on its worker topic.
-func (r *Runner) takeover(ctx context.Context) (*Result, error) {
+// takeoverRuns, on the current history served by the broker alone, runs
+// times: appends one new eval, starts a fresh scheduler process (no other
+// member in the group) and measures the time until the eval's alloc is
+// readable on its worker topic. Metric names start with prefix.
+func (r *Runner) takeoverRuns(ctx context.Context, res *Result, runs int, prefix string) error {
 	o := r.o
 	h := r.hist
-	res := newResult("takeover")
 	topics, _ := events.NewTopics(benchDeployment)
 	if err := r.brokerOnly(ctx); err != nil {
-		return res, err
+		return err
 	}
 	ends, err := committedEnd(ctx, h.brokers, topics.Events())
 	if err != nil {
-		return res, err
+		return err
 	}
 	nparts := int32(len(ends))
 	part := events.PartitionFor(h.pool, nparts)
-	res.Params["partition_offsets"] = ends[part]
+	res.Params[prefix+"partition_offsets"] = ends[part]
 	var total int64
 	for _, e := range ends {
 		total += e
 	}
-	res.Params["events_topic_offsets"] = total
-	for run := 1; run <= o.Runs; run++ {
+	res.Params[prefix+"events_topic_offsets"] = total
+	for run := 1; run <= runs; run++ {
 		from, err := workerTopicEnds(ctx, h.brokers, topics)
 		if err != nil {
-			return res, err
+			return err
 		}
 		w, err := watchAllocs(h.brokers, topics, from, true)
 		if err != nil {
-			return res, err
+			return err
 		}
 		id := fmt.Sprintf("takeover-%d-%d", run, time.Now().UnixNano())
 		if _, err := appendEvent(ctx, h.brokers, topics, nparts, events.New(h.pool, events.Truncate(time.Now()),
 			events.EvalSubmittedData{EvalID: id, Size: 1})); err != nil {
 			w.close()
-			return res, err
+			return err
 		}
 		env := append(systemEnv(h.dir+"/data"), "LINE_KAFKA_BROKERS="+h.brokers[0], "LINE_SCHEDULER_ID=bench-takeover")
 		if o.MemoryLimit != "" {
@@ -200,9 +200,9 @@ func (r *Runner) takeover(ctx context.Context) (*Result, error) {
 		s, err := startChild(ctx, o.Launch, RoleScheduler, env, fmt.Sprintf("%s/scheduler-run%d.log", h.dir, run))
 		if err != nil {
 			w.close()
-			return res, err
+			return err
 		}
-		profile := o.Profile && run == 1
+		profile := o.Profile && run == 1 && prefix == ""
 		if profile {
 			_ = s.startCPU(ctx)
 		}
@@ -215,25 +215,25 @@ func (r *Runner) takeover(ctx context.Context) (*Result, error) {
 			}
 			if err := s.exited(); err != nil {
 				w.close()
-				return res, err
+				return err
 			}
 			if time.Now().After(deadline) {
 				w.close()
 				_ = s.stop(time.Minute)
-				return res, fmt.Errorf("run %d: no placement 5m after the scheduler started (log: %s)", run, s.log.Name())
+				return fmt.Errorf("run %d: no placement 5m after the scheduler started (log: %s)", run, s.log.Name())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.close()
 		took := placed.Sub(t0)
-		res.add("takeover: start to placed", "s", took.Seconds())
+		res.add(prefix+"takeover: start to placed", "s", took.Seconds())
 		if at, ok := s.lineAt("partitions assigned"); ok {
-			res.add("start to partitions assigned", "s", at.Sub(t0).Seconds())
-			res.add("assigned to placed (rebuild+decide+commit)", "s", placed.Sub(at).Seconds())
+			res.add(prefix+"start to partitions assigned", "s", at.Sub(t0).Seconds())
+			res.add(prefix+"assigned to placed (rebuild+decide+commit)", "s", placed.Sub(at).Seconds())
 		}
 		st, err := s.status(ctx)
 		if err == nil {
-			res.add("scheduler peak RSS", "MiB", mib(st.Peak()))
+			res.add(prefix+"scheduler peak RSS", "MiB", mib(st.Peak()))
 		}
 		if profile {
 			p := r.path("takeover.cpu.pprof")
@@ -245,12 +245,48 @@ func (r *Runner) takeover(ctx context.Context) (*Result, error) {
 				r.topProfile(res, hp, "inuse_space")
 			}
 		}
-		r.logf("takeover run %d: placed %.2fs after the scheduler started", run, took.Seconds())
+		r.logf("takeover %srun %d: placed %.2fs after the scheduler started (%d events on the partition)", prefix, run, took.Seconds(), ends[part])
 		if err := s.stop(time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// takeover measures a fresh scheduler taking over a partition with
+// TakeoverEvents events of history (the size): one informational run
+// on the c1m history if there is one (twice as many events at 1M evals),
+// then a history of that size (a c1m run with fewer evals, unreported), on
+// which the gated runs happen.
+func (r *Runner) takeover(ctx context.Context) (*Result, error) {
+	o := r.o
+	res := newResult("takeover")
+	evals := max((o.TakeoverEvents-o.Workers)/2, 1)
+	if r.hist != nil && r.hist.evals > evals*11/10 {
+		if err := r.takeoverRuns(ctx, res, 1, "c1m history: "); err != nil {
 			return res, err
 		}
 	}
+	if r.hist == nil || r.hist.evals != evals {
+		r.logf("takeover: making a history of about %d events (c1m, 1 run, %d workers, %d evals)", o.TakeoverEvents, o.Workers, evals)
+		r.dropHistory() // its broker and data are not needed any more
+		ho := o
+		ho.Evals = evals
+		hres, err := r.c1mWith(ctx, ho, "takeover-history", 1, true)
+		if hres != nil {
+			hres.Scenario = "c1m (history for takeover)"
+			hres.Elapsed = 0
+			r.Results = append(r.Results, hres)
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	if err := r.takeoverRuns(ctx, res, o.Runs, ""); err != nil {
+		return res, err
+	}
 	res.gate("takeover", "takeover: start to placed", 10, false, "s")
+	res.note("the gated runs take over a partition of about %d events (%d workers registered, %d evals submitted and placed); \"c1m history:\" is one run on the c1m history, when one was left", o.TakeoverEvents, o.Workers, evals)
 	res.note("a fresh scheduler process (cmd/scheduler's code: app.Scheduler) joins the group alone after the previous owner left, rebuilds the pool's partition from offset 0 and places one new eval; the time runs from exec to the alloc being readable on the worker topic")
 	return res, nil
 }

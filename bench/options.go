@@ -50,6 +50,10 @@ type Options struct {
 	Delivery string
 	// Headroom is total worker capacity over total eval size.
 	Headroom float64
+	// TakeoverEvents is the size of the history takeover measures on
+	// (events on the pool's partition: Workers registrations, then
+	// submissions and placements of (TakeoverEvents-Workers)/2 evals).
+	TakeoverEvents int
 
 	// latency: Rate evals/s for Duration, on LatencyWorkers workers.
 	Rate           int
@@ -92,6 +96,7 @@ func DefaultOptions() Options {
 		LocalityWait:   0,
 		Delivery:       "per-worker",
 		Headroom:       1.25,
+		TakeoverEvents: 1_000_000,
 		Rate:           1000,
 		Duration:       60 * time.Second,
 		LatencyWorkers: 100,
@@ -109,6 +114,7 @@ func SmallOptions() Options {
 	o.Runs = 1
 	o.CoreWorkers, o.CoreEvals, o.CoreBenchtime = 50, 1000, "1x"
 	o.Workers, o.Evals, o.Datasets, o.BatchSize, o.RegisterConc = 20, 2000, 5, 500, 8
+	o.TakeoverEvents = o.Workers + 2*o.Evals // takeover reuses the c1m history
 	o.Rate, o.Duration, o.LatencyWorkers, o.LatencyConns = 100, 2*time.Second, 5, 8
 	o.IngestConns, o.IngestDuration, o.IngestWarmup = 8, time.Second, 200*time.Millisecond
 	return o

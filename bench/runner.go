@@ -109,10 +109,7 @@ func (r *Runner) scenario(ctx context.Context, name string) (*Result, error) {
 		}
 		return r.replay(ctx)
 	case "takeover":
-		if err := r.ensureHistory(ctx); err != nil {
-			return nil, err
-		}
-		return r.takeover(ctx)
+		return r.takeover(ctx) // makes its own history of TakeoverEvents events
 	case "latency":
 		return r.latency(ctx)
 	case "ingest":

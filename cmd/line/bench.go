@@ -28,9 +28,11 @@ their medians, the gates of the issue, and where the profiles are. Scenarios:
             shared alloc topic); with the broker limit (a transactional copy of
             as many records) on the same broker
   c1m-shared  c1m with shared delivery, whatever --delivery says (all runs
-            it before c1m; only c1m leaves the history of replay/takeover)
+            it before c1m; only c1m leaves the history of replay)
   replay    line audit and a projector rebuild over the c1m history
-  takeover  a fresh scheduler on the c1m history: seconds until it places again
+  takeover  a fresh scheduler on a partition with --takeover-events of history
+            (made by a smaller c1m run; one more run on the c1m history if
+            one was left): seconds until it places again
   latency   paced single-eval POSTs: submit -> alloc readable, p50/p95/p99
   ingest    single-eval POSTs from many connections: requests/s, p99
   all       every one of them, in this order
@@ -44,6 +46,9 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 				s.Out, s.Profile, s.Keep, s.GoTool, s.Delivery = o.Out, o.Profile, o.Keep, o.GoTool, o.Delivery
 				if cmd.Flags().Changed("runs") {
 					s.Runs = o.Runs
+				}
+				if cmd.Flags().Changed("takeover-events") {
+					s.TakeoverEvents = o.TakeoverEvents
 				}
 				o = s
 			}
@@ -75,7 +80,8 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 	f.Var(topologyFlag{&o.Topology}, "topology", "c1m: services (ingest, projector, scheduler and broker as separate processes) or dev (line dev, one process)")
 	f.StringVar(&o.MemoryLimit, "memory-limit", o.MemoryLimit, "GOMEMLIMIT of each line service in the end-to-end scenarios (empty: none)")
 	f.IntVar(&o.Workers, "workers", o.Workers, "c1m: workers to register")
-	f.IntVar(&o.Evals, "evals", o.Evals, "c1m: evals to submit (also the history of replay and takeover)")
+	f.IntVar(&o.Evals, "evals", o.Evals, "c1m: evals to submit (also the history of replay)")
+	f.IntVar(&o.TakeoverEvents, "takeover-events", o.TakeoverEvents, "takeover: events of history on the partition taken over (a c1m run of (this-workers)/2 evals makes it)")
 	f.IntVar(&o.Datasets, "datasets", o.Datasets, "c1m: datasets, each held by 3 workers; every fifth eval names one")
 	f.IntVar(&o.BatchSize, "batch", o.BatchSize, "c1m: evals per batch request (at most 10,000)")
 	f.IntVar(&o.BatchConc, "batch-concurrency", o.BatchConc, "c1m: batch requests in flight")
