@@ -12,17 +12,21 @@ import (
 	"github.com/line-sched/line/api"
 )
 
-// The hot route, POST /v1/pools/{pool}/evals, skips the OpenAPI validator
-// when hand-written checks derived from the spec (EvalRequest, PoolPath)
-// prove the request valid. Anything they do not prove valid, bad or merely
+// The hot routes, POST /v1/pools/{pool}/evals and its batch form, skip the
+// OpenAPI validator when hand-written checks derived from the spec
+// (EvalRequest, EvalBatchRequest, PoolPath) prove the request valid. Anything they do not prove valid, bad or merely
 // unusual (escapes in strings, sizes written as 1.0, repeated keys, other
 // content types), goes the usual way through the validator and bind, so
 // every refused request gets exactly the error it got before.
-// TestSubmitEvalCheckAgreesWithSpec pins that whatever the checks accept
+// TestSubmitEvalCheckAgreesWithSpec and its batch twin pin that whatever the checks accept
 // the validator accepts too and bind decodes to the same request.
 
-// submitEvalRoute is echo's path of the hot route.
-const submitEvalRoute = "/v1/pools/:pool/evals"
+// submitEvalRoute and submitEvalBatchRoute are echo's paths of the hot
+// routes.
+const (
+	submitEvalRoute      = "/v1/pools/:pool/evals"
+	submitEvalBatchRoute = "/v1/pools/:pool/evals/batch"
+)
 
 // memBody is a request body read into memory by limitBody: the fast path
 // reads the bytes without copying them again.
@@ -33,21 +37,32 @@ type memBody struct {
 
 func (memBody) Close() error { return nil }
 
-// fastSubmitEval serves valid single-eval submissions without the
-// validator; every other request goes on to next.
+// fastSubmitEval serves valid eval submissions, single or batched, without
+// the validator; every other request goes on to next.
 func fastSubmitEval(h *handlers) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
-			if req.Method != http.MethodPost || c.Path() != submitEvalRoute || req.URL.RawPath != "" {
+			if req.Method != http.MethodPost || req.URL.RawPath != "" {
+				return next(c)
+			}
+			route := c.Path()
+			if route != submitEvalRoute && route != submitEvalBatchRoute {
 				return next(c)
 			}
 			body, ok := req.Body.(memBody)
 			if !ok {
 				return next(c)
 			}
-			pool := c.Param("pool")
-			r, ok := checkSubmitEval(pool, req.Header.Get(echo.HeaderContentType), body.b)
+			pool, ct := c.Param("pool"), req.Header.Get(echo.HeaderContentType)
+			if route == submitEvalBatchRoute {
+				rs, ok := checkSubmitEvalBatch(pool, ct, body.b)
+				if !ok {
+					return next(c)
+				}
+				return h.submitEvalBatch(c, pool, rs)
+			}
+			r, ok := checkSubmitEval(pool, ct, body.b)
 			if !ok {
 				return next(c)
 			}
@@ -62,17 +77,76 @@ func fastSubmitEval(h *handlers) echo.MiddlewareFunc {
 // each of its schema. false means "not proven": the caller validates the
 // request the usual way.
 func checkSubmitEval(pool, contentType string, body []byte) (api.EvalRequest, bool) {
-	var r api.EvalRequest
 	if !validPoolID(pool) || !jsonContentType(contentType) || !json.Valid(body) {
-		return r, false
+		return api.EvalRequest{}, false
 	}
+	r, _, ok := checkEvalObject(body, skipSpace(body, 0))
+	return r, ok
+}
+
+// checkSubmitEvalBatch is checkSubmitEval for a submitEvalBatch call: the
+// body is one JSON object with the single member "evals", an array of 1 to
+// maxBatchEvals objects, each one proven valid by checkEvalObject.
+func checkSubmitEvalBatch(pool, contentType string, body []byte) ([]api.EvalRequest, bool) {
+	if !validPoolID(pool) || !jsonContentType(contentType) || !json.Valid(body) {
+		return nil, false
+	}
+	// body is valid JSON: after `{`, a member is "key": value.
 	i := skipSpace(body, 0)
 	if body[i] != '{' {
-		return r, false
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	const key = `"evals"`
+	if !bytes.HasPrefix(body[i:], []byte(key)) {
+		return nil, false
+	}
+	if i = skipSpace(body, i+len(key)); body[i] != ':' {
+		return nil, false // a longer key
+	}
+	if i = skipSpace(body, i+1); body[i] != '[' {
+		return nil, false
+	}
+	// Size the result from a cheap upper bound: every eval is an object.
+	out := make([]api.EvalRequest, 0, min(bytes.Count(body, []byte{'{'}), maxBatchEvals+1))
+	i = skipSpace(body, i+1)
+	if body[i] == ']' {
+		return nil, false // minItems 1
+	}
+	for {
+		r, end, ok := checkEvalObject(body, i)
+		if !ok || len(out) == maxBatchEvals {
+			return nil, false
+		}
+		out = append(out, r)
+		i = skipSpace(body, end)
+		if body[i] == ']' {
+			break
+		}
+		i = skipSpace(body, i+1) // past the comma
+	}
+	// The array closes the only member: the object must end here.
+	if i = skipSpace(body, i+1); body[i] != '}' {
+		return nil, false
+	}
+	return out, true
+}
+
+// maxBatchEvals is EvalBatchRequest's maxItems.
+const maxBatchEvals = 10_000
+
+// checkEvalObject checks the JSON object at body[i] (body is valid JSON)
+// against EvalRequest: members of its schema only, each at most once. It
+// returns the request and the index just past the object; false means "not
+// proven".
+func checkEvalObject(body []byte, i int) (api.EvalRequest, int, bool) {
+	var r api.EvalRequest
+	if body[i] != '{' {
+		return r, 0, false
 	}
 	i = skipSpace(body, i+1)
 	if body[i] == '}' {
-		return r, true
+		return r, i + 1, true
 	}
 	var seen [4]bool
 	for {
@@ -80,7 +154,7 @@ func checkSubmitEval(pool, contentType string, body []byte) (api.EvalRequest, bo
 		k := i + 1
 		for body[k] != '"' {
 			if body[k] == '\\' {
-				return r, false
+				return r, 0, false
 			}
 			k++
 		}
@@ -92,7 +166,7 @@ func checkSubmitEval(pool, contentType string, body []byte) (api.EvalRequest, bo
 		case "eval_id":
 			id, ok := plainString(val)
 			if !ok || seen[0] || !validEvalishID(id) {
-				return r, false
+				return r, 0, false
 			}
 			seen[0] = true
 			s := string(id)
@@ -100,7 +174,7 @@ func checkSubmitEval(pool, contentType string, body []byte) (api.EvalRequest, bo
 		case "dataset_id":
 			id, ok := plainString(val)
 			if !ok || seen[1] || !validEvalishID(id) {
-				return r, false
+				return r, 0, false
 			}
 			seen[1] = true
 			s := string(id)
@@ -108,22 +182,22 @@ func checkSubmitEval(pool, contentType string, body []byte) (api.EvalRequest, bo
 		case "size":
 			n, ok := plainSize(val)
 			if !ok || seen[2] {
-				return r, false
+				return r, 0, false
 			}
 			seen[2] = true
 			r.Size = &n
 		case "payload":
 			if seen[3] {
-				return r, false
+				return r, 0, false
 			}
 			seen[3] = true
 			r.Payload = json.RawMessage(val)
 		default:
-			return r, false
+			return r, 0, false
 		}
 		i = skipSpace(body, end)
 		if body[i] == '}' {
-			return r, true
+			return r, i + 1, true
 		}
 		i = skipSpace(body, i+1) // past the comma
 	}

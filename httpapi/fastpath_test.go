@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -42,32 +43,44 @@ func newSpecJudge(t testing.TB) *specJudge {
 // bind decodes (ok false if bind refuses it).
 func (j *specJudge) judge(t testing.TB, pool, contentType string, body []byte) (api.EvalRequest, bool) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "/v1/pools/"+pool+"/evals", bytes.NewReader(body))
+	var out api.EvalRequest
+	ok := j.judgeInto(t, "/v1/pools/"+pool+"/evals", contentType, body, &out)
+	return out, ok
+}
+
+// judgeBatch is judge for the batch route.
+func (j *specJudge) judgeBatch(t testing.TB, pool, contentType string, body []byte) ([]api.EvalRequest, bool) {
+	t.Helper()
+	var out api.EvalBatchRequest
+	ok := j.judgeInto(t, "/v1/pools/"+pool+"/evals/batch", contentType, body, &out)
+	return out.Evals, ok
+}
+
+// judgeInto validates a POST of body to path and binds it into out.
+func (j *specJudge) judgeInto(t testing.TB, path, contentType string, body []byte, out any) bool {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	if err != nil {
-		return api.EvalRequest{}, false
+		return false
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	var out api.EvalRequest
 	route, params, err := j.router.FindRoute(req)
 	if err != nil {
-		return out, false
+		return false
 	}
 	err = openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
 		Request: req, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
 	})
 	if err != nil {
-		return out, false
+		return false
 	}
 	req.Body = memBody{Reader: bytes.NewReader(body), b: body}
 	req.ContentLength = int64(len(body))
 	c := j.echo.NewContext(req, nil)
-	if bind(c, &out) != nil {
-		return out, false
-	}
-	return out, true
+	return bind(c, out) == nil
 }
 
 // agree checks that the hand checks accept only what the spec accepts, and
@@ -87,6 +100,25 @@ func (j *specJudge) agree(t testing.TB, pool, contentType string, body []byte, w
 	}
 	if wantFast && !slowOK {
 		t.Errorf("pool %q, %q, body %q: the test expects a valid request, the spec refuses it", pool, contentType, body)
+	}
+}
+
+// agreeBatch is agree for the batch route.
+func (j *specJudge) agreeBatch(t testing.TB, pool, contentType string, body []byte, wantFast bool) {
+	t.Helper()
+	fast, fastOK := checkSubmitEvalBatch(pool, contentType, body)
+	slow, slowOK := j.judgeBatch(t, pool, contentType, body)
+	if fastOK && !slowOK {
+		t.Errorf("pool %q, %q, body %.200q: the hand checks accept a batch the spec refuses", pool, contentType, body)
+	}
+	if fastOK && !reflect.DeepEqual(fast, slow) {
+		t.Errorf("pool %q, body %.200q: hand checks decode %d evals, bind %d, or different ones", pool, body, len(fast), len(slow))
+	}
+	if wantFast && !fastOK {
+		t.Errorf("pool %q, %q, body %.200q: valid, but the hand checks do not prove it", pool, contentType, body)
+	}
+	if wantFast && !slowOK {
+		t.Errorf("pool %q, %q, body %.200q: the test expects a valid batch, the spec refuses it", pool, contentType, body)
 	}
 }
 
@@ -165,6 +197,66 @@ func TestSubmitEvalCheckAgreesWithSpec(t *testing.T) {
 	}
 }
 
+func TestSubmitEvalBatchCheckAgreesWithSpec(t *testing.T) {
+	j := newSpecJudge(t)
+	many := func(n int, item string) string {
+		return `{"evals":[` + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + `]}`
+	}
+	good := []string{
+		`{"evals":[{}]}`, ` { "evals" : [ { } ] } `, `{"evals":[{"size":1},{"size":2}]}`,
+		`{"evals":[{"eval_id":"job-42:shard-7","dataset_id":"ds.2024-06-01","size":3},{"eval_id":"b","payload":{"x":["]}"]}}]}`,
+		"{\n\t\"evals\" :\r\n[ {\"size\" : 5} ,\n{\"eval_id\":\"e1\"}\n]\n}",
+		`{"evals":[{"payload":null},{"payload":[1,{"a":[]}],"size":7}]}`,
+		many(10_000, `{"size":1}`),
+	}
+	for _, b := range good {
+		j.agreeBatch(t, "act", jsonCT, []byte(b), true)
+	}
+	// Refused by the spec (or by bind): the hand checks must not accept
+	// any of them.
+	bad := []string{
+		``, `null`, `[]`, `{}`, `{"evals":[]}`, `{"evals":null}`, `{"evals":{}}`, `{"evals":[1]}`, `{"evals":["x"]}`,
+		`{"evals":[null]}`, `{"evals":[[]]}`, `{"evals":[{}],"x":1}`, `{"x":1,"evals":[{}]}`, `{"evalsx":[{}]}`,
+		`{"Evals":[{}]}`, `{"evals":[{}],"evals":[{}]}`, `{"evals":[{"size":-1}]}`, `{"evals":[{},{"sise":1}]}`,
+		`{"evals":[{"eval_id":"a/b"}]}`, `{"evals":[{"size":1,"size":1}]}`, `{"evals":[{}]} x`, `{"evals":[{}]`,
+		many(10_001, `{"size":1}`),
+	}
+	for _, b := range bad {
+		if _, ok := checkSubmitEvalBatch("act", jsonCT, []byte(b)); ok {
+			t.Errorf("body %.200q: the hand checks accept it", b)
+		}
+		j.agreeBatch(t, "act", jsonCT, []byte(b), false)
+	}
+	for _, p := range []string{"", "ACT", "a.b"} {
+		if _, ok := checkSubmitEvalBatch(p, jsonCT, []byte(`{"evals":[{}]}`)); ok {
+			t.Errorf("pool %q: the hand checks accept it", p)
+		}
+	}
+	if _, ok := checkSubmitEvalBatch("act", "text/plain", []byte(`{"evals":[{}]}`)); ok {
+		t.Error("content type text/plain: the hand checks accept it")
+	}
+	// Valid for the spec, left to the validator: never wrong, only slow.
+	for _, b := range []string{`{"evals":[{"size":1.0}]}`, `{"\u0065vals":[{}]}`} {
+		j.agreeBatch(t, "act", jsonCT, []byte(b), false)
+	}
+}
+
+// FuzzSubmitEvalBatchCheck: whatever the hand checks accept, the spec
+// accepts and bind decodes the same way.
+func FuzzSubmitEvalBatchCheck(f *testing.F) {
+	for _, s := range []string{`{"evals":[{}]}`, `{"evals":[{"size":1},{"eval_id":"a.b","dataset_id":"d","size":3,"payload":{"x":[1,"]"]}}]}`,
+		`{"evals":[]}`, `{"evals":[{"size":-1}]}`, `{"evals":[{}],"x":1}`, `{"evals":[{"x":1}]}`} {
+		f.Add("act", s)
+	}
+	j := newSpecJudge(f)
+	f.Fuzz(func(t *testing.T, pool, body string) {
+		if strings.ContainsAny(pool, "/?#%") {
+			return // not one path segment
+		}
+		j.agreeBatch(t, pool, jsonCT, []byte(body), false)
+	})
+}
+
 // FuzzSubmitEvalCheck: whatever the hand checks accept, the spec accepts and
 // bind decodes the same way.
 func FuzzSubmitEvalCheck(f *testing.F) {
@@ -234,4 +326,41 @@ func BenchmarkSubmitEvalValidation(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSubmitEvalBatchValidation compares the hand checks with the
+// validator and bind for the batch line bench c1m sends (10,000 evals, a
+// fifth naming a dataset).
+func BenchmarkSubmitEvalBatchValidation(b *testing.B) {
+	j := newSpecJudge(b)
+	var sb strings.Builder
+	sb.WriteString(`{"evals":[`)
+	for i := range 10_000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		if i%5 == 0 {
+			fmt.Fprintf(&sb, `{"eval_id":"e-%d","dataset_id":"ds-%d","size":%d}`, i, i%1000, 1+i%4)
+		} else {
+			fmt.Fprintf(&sb, `{"eval_id":"e-%d","size":%d}`, i, 1+i%4)
+		}
+	}
+	sb.WriteString(`]}`)
+	body := []byte(sb.String())
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := checkSubmitEvalBatch("act", jsonCT, body); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("spec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := j.judgeBatch(b, "act", jsonCT, body); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
 }

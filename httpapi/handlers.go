@@ -191,8 +191,14 @@ func (h *handlers) SubmitEvalBatch(c echo.Context, pool api.PoolPath) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	cmds := make([]ingest.SubmitEval, len(req.Evals))
-	for i, r := range req.Evals {
+	return h.submitEvalBatch(c, pool, req.Evals)
+}
+
+// submitEvalBatch submits a checked batch (validated, or proven valid by
+// the fast path).
+func (h *handlers) submitEvalBatch(c echo.Context, pool string, evals []api.EvalRequest) error {
+	cmds := make([]ingest.SubmitEval, len(evals))
+	for i, r := range evals {
 		cmds[i] = evalCommand(r)
 	}
 	res, err := h.svc.SubmitEvals(c.Request().Context(), pool, cmds)
