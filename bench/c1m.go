@@ -34,6 +34,9 @@ func (r *Runner) c1mWith(ctx context.Context, o Options, name string, runs int, 
 	res.Params["workers"], res.Params["evals"], res.Params["batch"], res.Params["batch_concurrency"] = o.Workers, o.Evals, o.BatchSize, o.BatchConc
 	res.Params["strategy"], res.Params["locality_wait"], res.Params["datasets"], res.Params["headroom"] = o.Strategy, o.LocalityWait.String(), o.Datasets, o.Headroom
 	res.Params["delivery"] = o.Delivery
+	if o.ProjectorNice != 0 {
+		res.Params["projector_nice"] = o.ProjectorNice
+	}
 	gen := newEvalGen("", o.Datasets, 0)
 	specs := make([]evalSpec, o.Evals)
 	var total int64
@@ -72,7 +75,7 @@ func (r *Runner) c1mRun(ctx context.Context, o Options, res *Result, run int, sp
 	if err != nil {
 		return err
 	}
-	sys, err := startSystem(ctx, o.Launch, o.Topology, dir, o.MemoryLimit)
+	sys, err := startSystem(ctx, o.Launch, o.Topology, dir, o.MemoryLimit, o.ProjectorNice)
 	if err != nil {
 		return err
 	}
