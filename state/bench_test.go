@@ -1,6 +1,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -17,7 +19,8 @@ import (
 // pool, nWorkers registered workers, then nEvals evals each submitted and
 // placed (half the events eval.submitted, half alloc.placed), in rounds the
 // way the scheduler writes them. A third of the evals name a dataset, one in
-// eight carries a small payload. Every placement applies: the workers have
+// eight carries a small payload. Alloc ids are random like the
+// scheduler's (bxAllocID). Every placement applies: the workers have
 // room for all evals.
 func bxHistory(nEvals, nWorkers int) [][]byte {
 	r := rand.New(rand.NewPCG(7, 11))
@@ -68,7 +71,7 @@ func bxHistory(nEvals, nWorkers int) [][]byte {
 			if e.ds != "" {
 				loc = events.LocalityMiss
 			}
-			add(at, events.AllocPlacedData{AllocID: fmt.Sprintf("%026x", uint64(done+i)*0x9e3779b97f4a7c15), EvalID: e.id,
+			add(at, events.AllocPlacedData{AllocID: bxAllocID(pool, e.id), EvalID: e.id,
 				WorkerID: w, DatasetID: e.ds, Size: e.size, Attempt: 1, Deadline: at.Add(30 * time.Second),
 				Topic: "line.allocs." + pool + "." + w, Strategy: events.Spread, Locality: loc, Candidates: nWorkers,
 				WaitedMs: 5, Basis: basis})
@@ -77,6 +80,17 @@ func bxHistory(nEvals, nWorkers int) [][]byte {
 	}
 	return out
 }
+
+// bxAllocID is an alloc id shaped like the scheduler's (26 characters of
+// lowercase base32 of a SHA-256 of the pool, the eval and the attempt):
+// uniformly spread, so that the indexes keyed by alloc id see what they see
+// in production, not ids that share a long prefix.
+func bxAllocID(pool, eval string) string {
+	sum := sha256.Sum256([]byte(pool + "\x00" + eval + "\x001"))
+	return bxIDEncoding.EncodeToString(sum[:17])[:26]
+}
+
+var bxIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // bxFold decodes and folds a history the way a replaying consumer does.
 func bxFold(tb testing.TB, h [][]byte, decode func([]byte) (events.Envelope, error)) *State {

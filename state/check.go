@@ -299,6 +299,8 @@ func (c *poolCheck) checkTTL() {
 		e := it.entry()
 		// The indexed instant must be the owner's deadline.
 		moved := e.Deadline.Unix() != it.sec || int32(e.Deadline.Nanosecond()) != it.nsec
+		// So must the id prefix be its id's.
+		moved = moved || it.idPrefix != itemOf(e).idPrefix
 		switch e.Kind {
 		case TTLAlloc:
 			if p.allocs[e.Alloc.ID] != e.Alloc || e.Alloc.Status() != AllocRunning || moved {

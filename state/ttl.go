@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"encoding/binary"
 	"time"
 
 	"github.com/google/btree"
@@ -60,31 +61,70 @@ type TTLIndex struct {
 // ttlItem is a TTLEntry as the index holds it: the deadline as an instant
 // (seconds and nanoseconds since the Unix epoch), which compares fast and
 // takes less room; TTLEntry's Deadline is the owner's own time value.
+//
+// An item takes 48 bytes, and the index holds one per running alloc: the
+// dataset of a replica is behind a pointer so that the id prefix fits in
+// those 48 bytes (at 56, a node of the tree takes a larger size class).
 type ttlItem struct {
-	sec     int64
-	nsec    int32
-	kind    TTLKind
-	alloc   *Alloc
-	worker  *Worker
-	dataset string
+	sec  int64
+	nsec int32
+	kind TTLKind
+	// idPrefix is idPrefixOf the alloc id (TTLAlloc) or of the worker id
+	// (the other kinds). Entries with the same deadline and kind (a round
+	// of placements shares one deadline) mostly differ in it, so that
+	// lessTTL orders them without reading the ids behind the pointers.
+	idPrefix uint64
+	alloc    *Alloc
+	worker   *Worker
+	// dataset is the dataset id of a TTLReplica (nil for the other kinds).
+	dataset *string
 }
 
 func itemOf(e TTLEntry) ttlItem {
-	return ttlItem{sec: e.Deadline.Unix(), nsec: int32(e.Deadline.Nanosecond()), kind: e.Kind,
-		alloc: e.Alloc, worker: e.Worker, dataset: e.Dataset}
+	it := ttlItem{sec: e.Deadline.Unix(), nsec: int32(e.Deadline.Nanosecond()), kind: e.Kind,
+		alloc: e.Alloc, worker: e.Worker}
+	switch e.Kind {
+	case TTLAlloc:
+		it.idPrefix = idPrefixOf(e.Alloc.ID)
+	case TTLReplica:
+		ds := e.Dataset
+		it.dataset = &ds
+		fallthrough
+	default:
+		it.idPrefix = idPrefixOf(e.Worker.ID)
+	}
+	return it
+}
+
+// datasetID is the dataset id of a TTLReplica item, "" for the other kinds.
+func (it ttlItem) datasetID() string {
+	if it.dataset == nil {
+		return ""
+	}
+	return *it.dataset
+}
+
+// idPrefixOf packs the first 8 bytes of id big-endian into a uint64, padded
+// with zero bytes if id is shorter. Of two ids, the one with the smaller
+// prefix is the smaller string; equal prefixes tell nothing (the ids may
+// still differ after 8 bytes, or in trailing NUL bytes against padding).
+func idPrefixOf(id string) uint64 {
+	var b [8]byte
+	copy(b[:], id)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // entry returns the TTLEntry of it, with the deadline its owner holds (equal
 // to the indexed one: the fold keeps the index exact).
 func (it ttlItem) entry() TTLEntry {
-	e := TTLEntry{Kind: it.kind, Alloc: it.alloc, Worker: it.worker, Dataset: it.dataset}
+	e := TTLEntry{Kind: it.kind, Alloc: it.alloc, Worker: it.worker, Dataset: it.datasetID()}
 	switch it.kind {
 	case TTLAlloc:
 		e.Deadline = it.alloc.Deadline()
 	case TTLWorker:
 		e.Deadline = it.worker.Deadline
 	case TTLReplica:
-		e.Deadline = it.worker.Replicas[it.dataset]
+		e.Deadline = it.worker.Replicas[e.Dataset]
 	}
 	return e
 }
@@ -97,6 +137,8 @@ func (it ttlItem) after(t time.Time) bool {
 
 func newTTLIndex() *TTLIndex { return &TTLIndex{tree: btree.NewG(32, lessTTL)} }
 
+// lessTTL is the index order (see TTLIndex). The id prefixes decide before
+// the ids only as a shortcut: they order ids as the strings do.
 func lessTTL(a, b ttlItem) bool {
 	if a.sec != b.sec {
 		return a.sec < b.sec
@@ -107,13 +149,16 @@ func lessTTL(a, b ttlItem) bool {
 	if a.kind != b.kind {
 		return a.kind < b.kind
 	}
+	if a.idPrefix != b.idPrefix {
+		return a.idPrefix < b.idPrefix
+	}
 	if a.kind == TTLAlloc {
 		return a.alloc.ID < b.alloc.ID
 	}
 	if c := cmp.Compare(a.worker.ID, b.worker.ID); c != 0 {
 		return c < 0
 	}
-	return a.dataset < b.dataset
+	return a.datasetID() < b.datasetID()
 }
 
 // Len is the number of indexed deadlines.
