@@ -192,7 +192,7 @@ func (p *Pool) Evals() []*Eval {
 	for _, e := range p.evals {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b *Eval) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(out, (*Eval).id)
 	return out
 }
 
@@ -202,7 +202,7 @@ func (p *Pool) Allocs() []*Alloc {
 	for _, a := range p.allocs {
 		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b *Alloc) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(out, (*Alloc).id)
 	return out
 }
 
@@ -263,7 +263,7 @@ func (w *Worker) RunningAllocs() []*Alloc {
 	for _, a := range w.Running {
 		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b *Alloc) int { return cmp.Compare(a.ID, b.ID) })
+	sortByID(out, (*Alloc).id)
 	return out
 }
 
