@@ -22,7 +22,9 @@ func placedCorpus() []events.Envelope {
 		f(&d)
 		return d
 	}
-	mk := func(pool string, at time.Time, d events.AllocPlacedData) events.Envelope { return events.New(pool, at, d) }
+	mk := func(pool string, at time.Time, d events.AllocPlacedData) events.Envelope {
+		return events.New(pool, at, d)
+	}
 	out := []events.Envelope{
 		mk("pool-1", at, base),
 		mk("p", at, with(func(d *events.AllocPlacedData) { d.DatasetID = "ds.2024"; d.Locality = events.LocalityHit })),
