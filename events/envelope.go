@@ -386,9 +386,9 @@ func Record(topic string, e Envelope) (*kgo.Record, error) {
 		return nil, err
 	}
 	return &kgo.Record{
-		Topic: topic,
-		Key:   []byte(e.Pool),
-		Value: value,
+		Topic:   topic,
+		Key:     []byte(e.Pool),
+		Value:   value,
 		Headers: RecordHeaders(e.Type, e.V),
 	}, nil
 }
