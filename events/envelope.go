@@ -386,14 +386,21 @@ func Record(topic string, e Envelope) (*kgo.Record, error) {
 		return nil, err
 	}
 	return &kgo.Record{
-		Topic: topic,
-		Key:   []byte(e.Pool),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: headerType, Value: []byte(e.Type)},
-			{Key: headerVersion, Value: []byte(strconv.Itoa(e.V))},
-		},
+		Topic:   topic,
+		Key:     []byte(e.Pool),
+		Value:   value,
+		Headers: RecordHeaders(e.Type, e.V),
 	}, nil
+}
+
+// RecordHeaders returns the headers of the record of an event of type t and
+// version v: type and v. A writer of many records may share one slice
+// among the records of a type: nothing writes to it.
+func RecordHeaders(t Type, v int) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: headerType, Value: []byte(t)},
+		{Key: headerVersion, Value: []byte(strconv.Itoa(v))},
+	}
 }
 
 // FromRecord decodes a record of the events topic. Beyond Unmarshal it checks

@@ -150,6 +150,17 @@ type Loop struct {
 	warm     map[string]struct{}
 	warmed   map[string]struct{}
 	lastWarm time.Time
+	// eventValues and deliveryValues hold the values of the records a
+	// round encodes (see valueArena), records the records of its events
+	// and deliveries (see recordArena); headers are the events' record
+	// headers by type, shared by their records; targets are the alloc
+	// targets of this round's deliveries, by pool and worker. All are
+	// used under mu, by decideLocked.
+	eventValues    valueArena
+	deliveryValues valueArena
+	records        recordArena
+	headers        map[events.Type][]kgo.RecordHeader
+	targets        map[allocTargetKey]events.AllocTarget
 	// beforeProduce, if set (by tests, before Run), is called in each
 	// round's transaction before its records are produced.
 	beforeProduce func(recs []*kgo.Record)
@@ -727,6 +738,12 @@ type decided struct {
 // a round was cut short by the caps, i.e. more is to be decided at once.
 func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more bool) {
 	now := events.Truncate(l.now())
+	// The previous round's transaction has ended and franz-go called
+	// back each of its records: its delivery values are not read any
+	// more.
+	l.deliveryValues.recycle()
+	l.records.recycle()
+	clear(l.targets)
 	for _, part := range l.parts {
 		if part.ready < 0 || part.next < part.ready {
 			continue
@@ -777,9 +794,14 @@ func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more b
 				more = true
 			}
 			r := pendingRound{part: part, pool: p.ID, ids: make(map[string]struct{}, len(d.Events)), delete: d.TopicsToDelete}
+			// The pool's records, sized up front, in the arenas, with
+			// one key for its events.
+			l.records.reserve(len(d.Events) + len(d.Deliveries))
+			recs = slices.Grow(recs, len(d.Events)+len(d.Deliveries)+len(d.DeadLetters))
+			key := l.eventValues.bytes(p.ID)
 			placementsOnly := true
-			var placements []decided
-			for _, data := range d.Events {
+			placements := make([]decided, 0, len(d.Events))
+			for i, data := range d.Events {
 				placed, isPlacement := data.(events.AllocPlacedData)
 				if isPlacement {
 					placed.Basis = part.next
@@ -788,13 +810,15 @@ func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more b
 					placementsOnly = false
 				}
 				e := events.New(p.ID, now, data)
-				rec, err := events.Record(l.topic, e)
+				l.eventValues.reserve(eventValueSize, (len(d.Events)-i)*eventValueSize)
+				value, err := events.AppendMarshal(l.eventValues.tail(), e)
 				if err != nil {
 					l.log.Error("cannot encode a decision; skipping the pool this round", "pool", p.ID, "err", err)
 					r.ids = nil
 					break
 				}
-				rec.Partition = part.id
+				rec := l.records.add(kgo.Record{Topic: l.topic, Partition: part.id, Key: key,
+					Value: l.eventValues.cut(value), Headers: l.recordHeaders(e)})
 				recs = append(recs, rec)
 				r.ids[e.ID] = struct{}{}
 				if placementsOnly {
@@ -807,8 +831,8 @@ func (l *Loop) decideLocked() (recs []*kgo.Record, rounds []pendingRound, more b
 			if placementsOnly {
 				r.placements = placements
 			}
-			for _, a := range d.Deliveries {
-				recs = append(recs, l.deliveryRecord(p.Delivery, a))
+			for i, a := range d.Deliveries {
+				recs = append(recs, l.records.add(l.deliveryRecord(p.Delivery, a, len(d.Deliveries)-i)))
 			}
 			for _, dl := range d.DeadLetters {
 				recs = append(recs, l.deadLetterRecord(dl))
@@ -1008,7 +1032,7 @@ const warmInterval = time.Second
 // queueWarmLocked queues the alloc topic of a worker for warming, unless
 // the producer knows it or was asked for it already.
 func (l *Loop) queueWarmLocked(d events.Delivery, pool, worker string) {
-	t := l.deliveryRecord(d, events.AllocRecord{PoolID: pool, WorkerID: worker}).Topic
+	t := l.cfg.Topics.AllocTarget(d, pool, worker, l.cfg.AllocsPartitions).Topic
 	if _, ok := l.warmed[t]; !ok {
 		l.warm[t] = struct{}{}
 	}
@@ -1095,13 +1119,64 @@ func (l *Loop) topicDeleter(ctx context.Context) {
 	}
 }
 
+// eventValueSize is about the most an event's value takes (an alloc.placed
+// takes some 450 bytes), the room reserved for each in the arena.
+const eventValueSize = 640
+
+// deliveryValueSize is the room reserved for an alloc record beyond its
+// payload.
+const deliveryValueSize = 384
+
+// recordHeaders returns the headers of e's record, shared by the records
+// of its type.
+func (l *Loop) recordHeaders(e events.Envelope) []kgo.RecordHeader {
+	if e.V != events.SchemaVersion {
+		return events.RecordHeaders(e.Type, e.V)
+	}
+	h, ok := l.headers[e.Type]
+	if !ok {
+		if l.headers == nil {
+			l.headers = make(map[events.Type][]kgo.RecordHeader)
+		}
+		h = events.RecordHeaders(e.Type, e.V)
+		l.headers[e.Type] = h
+	}
+	return h
+}
+
+// allocTargetKey names a worker's alloc target within a round.
+type allocTargetKey struct {
+	delivery     events.Delivery
+	pool, worker string
+}
+
 // deliveryRecord is the alloc record of a, on the topic and partition that
 // events.Topics.AllocTarget gives for the pool's delivery mode (the
-// client's partitioner is manual), keyed by worker id.
-func (l *Loop) deliveryRecord(d events.Delivery, a events.AllocRecord) *kgo.Record {
-	v := marshalRecord(a)
-	t := l.cfg.Topics.AllocTarget(d, a.PoolID, a.WorkerID, l.cfg.AllocsPartitions)
-	return &kgo.Record{Topic: t.Topic, Partition: t.Partition, Key: []byte(a.WorkerID), Value: v}
+// client's partitioner is manual), keyed by worker id. Its key and value
+// are in the deliveries' arena; left is how many deliveries the round has
+// still to encode, this one included (to size the arena).
+func (l *Loop) deliveryRecord(d events.Delivery, a events.AllocRecord, left int) kgo.Record {
+	l.deliveryValues.reserve(deliveryValueSize+len(a.Payload), left*(deliveryValueSize+len(a.Payload)))
+	v, err := events.AppendAllocRecord(l.deliveryValues.tail(), a)
+	if err != nil {
+		// Cannot happen: the payload was checked when its eval was
+		// submitted. The record goes as it always did, without value.
+		l.log.Error("cannot encode an alloc record", "pool", a.PoolID, "alloc", a.AllocID, "err", err)
+	}
+	value := l.deliveryValues.cut(v)
+	if err != nil {
+		value = nil
+	}
+	k := allocTargetKey{delivery: d, pool: a.PoolID, worker: a.WorkerID}
+	t, ok := l.targets[k]
+	if !ok {
+		if l.targets == nil {
+			l.targets = make(map[allocTargetKey]events.AllocTarget)
+		}
+		t = l.cfg.Topics.AllocTarget(d, a.PoolID, a.WorkerID, l.cfg.AllocsPartitions)
+		l.targets[k] = t
+	}
+	return kgo.Record{Topic: t.Topic, Partition: t.Partition, Key: l.deliveryValues.bytes(a.WorkerID), Value: value}
 }
 
 func (l *Loop) deadLetterRecord(d events.DeadLetterRecord) *kgo.Record {
@@ -1109,9 +1184,9 @@ func (l *Loop) deadLetterRecord(d events.DeadLetterRecord) *kgo.Record {
 	return &kgo.Record{Topic: l.cfg.Topics.DeadEvals(), Partition: 0, Key: []byte(d.PoolID), Value: v}
 }
 
-// marshalRecord encodes an alloc or dead-letter record as the events are
+// marshalRecord encodes a dead-letter record as the events are
 // encoded: without escaping <, > and &, so that the payload reaches the
-// worker with the bytes it has on the log.
+// reader of the dead-evals topic with the bytes it has on the log.
 func marshalRecord(v any) []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
