@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/line-sched/line/config"
 	"github.com/line-sched/line/httpapi"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/procprio"
 	"github.com/line-sched/line/projections"
 	"github.com/line-sched/line/schedloop"
 )
@@ -123,6 +125,15 @@ type ProjectorOptions struct {
 // topic (every partition) into its views in Pebble and serves the queries
 // on ln (commands get 404 there: they go to ingest).
 func Projector(ctx context.Context, cfg config.Config, brokers []string, ln net.Listener, log *slog.Logger, opts ProjectorOptions) error {
+	if cfg.ProjectorNice != 0 {
+		// Views are eventually consistent: on a shared machine, the
+		// placement path gets the CPU first.
+		if err := procprio.Renice(os.Getpid(), cfg.ProjectorNice); err != nil {
+			log.Warn("cannot lower the projector's CPU priority; it competes with the other services on this machine (set LINE_PROJECTOR_NICE=0 to silence this)", "nice", cfg.ProjectorNice, "err", err)
+		} else {
+			log.Info("projector runs at a lower CPU priority", "nice", cfg.ProjectorNice)
+		}
+	}
 	if err := bootstrap.EnsureTopics(ctx, cfg, brokers); err != nil {
 		return err
 	}

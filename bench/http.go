@@ -19,7 +19,7 @@ func (r *Runner) startSystem(ctx context.Context, name string, conns int) (*syst
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sys, err := startSystem(ctx, r.o.Launch, r.o.Topology, dir, r.o.MemoryLimit, r.o.ProjectorNice)
+	sys, err := startSystem(ctx, r.o.Launch, r.o.Topology, dir, r.o.MemoryLimit)
 	if err != nil {
 		return nil, nil, nil, err
 	}

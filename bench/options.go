@@ -37,19 +37,15 @@ type Options struct {
 	Topology Topology
 	// MemoryLimit is the GOMEMLIMIT of each line service's process in the
 	// end-to-end scenarios ("" for none); DefaultMemoryLimit by default.
-	MemoryLimit string
-	// ProjectorNice, when not 0, runs the projector's process at this
-	// nice value (topology services, Linux): views are built with the CPU
-	// the scheduler and ingest leave.
-	ProjectorNice int
-	Workers       int
-	Evals         int
-	Datasets      int
-	BatchSize     int
-	BatchConc     int
-	RegisterConc  int
-	Strategy      string
-	LocalityWait  time.Duration
+	MemoryLimit  string
+	Workers      int
+	Evals        int
+	Datasets     int
+	BatchSize    int
+	BatchConc    int
+	RegisterConc int
+	Strategy     string
+	LocalityWait time.Duration
 	// Delivery is the pools' delivery mode: per-worker or shared.
 	Delivery string
 	// Headroom is total worker capacity over total eval size.

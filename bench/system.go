@@ -54,9 +54,7 @@ type system struct {
 // process (the Go runtime's soft memory limit, e.g. "900MiB", as
 // docs/operations.md recommends for a service with a memory budget); the
 // broker never gets one.
-// projectorNice, when not 0, is the nice value the projector's process runs
-// at (topology services only).
-func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLimit string, projectorNice int) (_ *system, err error) {
+func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLimit string) (_ *system, err error) {
 	env := systemEnv(dir + "/data")
 	var limit []string
 	if memLimit != "" {
@@ -92,11 +90,6 @@ func startSystem(ctx context.Context, launch Launcher, topo Topology, dir, memLi
 			s.commands = "http://" + c.ready.HTTP
 		case RoleProjector:
 			s.queries = "http://" + c.ready.HTTP
-			if projectorNice != 0 {
-				if err := renice(c.cmd.Process.Pid, projectorNice); err != nil {
-					return s, fmt.Errorf("renice the projector: %w", err)
-				}
-			}
 		}
 	}
 	return s, nil

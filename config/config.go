@@ -82,6 +82,14 @@ type Config struct {
 	// ProduceTimeout bounds how long a command waits for the broker's
 	// acknowledgement before answering 503 (LINE_PRODUCE_TIMEOUT, 5s).
 	ProduceTimeout time.Duration
+	// ProjectorNice is the nice value a projector process (cmd/projector)
+	// gives itself at start, 0 to 19 (LINE_PROJECTOR_NICE, default 10; 0
+	// leaves it as started). On a machine the projector shares with the
+	// scheduler and ingest, placement then gets the CPU first and the
+	// views, eventually consistent anyway, are built from what is left; on
+	// a machine of its own it changes nothing. Linux only; line dev, one
+	// process, ignores it.
+	ProjectorNice int
 }
 
 // Default returns the defaults of every setting.
@@ -104,6 +112,7 @@ func Default() Config {
 		SchedulerID:         defaultSchedulerID(),
 		GroupSessionTimeout: 10 * time.Second,
 		TxnTimeout:          15 * time.Second,
+		ProjectorNice:       10,
 	}
 }
 
@@ -169,6 +178,14 @@ func FromLookup(lookup func(string) (string, bool)) (Config, error) {
 	integer("LINE_EVENTS_PARTITIONS", 1, func(n int64) { c.EventsPartitions = int32(n) })
 	integer("LINE_ALLOCS_PARTITIONS", 1, func(n int64) { c.AllocsPartitions = int32(n) })
 	integer("LINE_MAX_RETRY", 1, func(n int64) { c.MaxRetry = int(n) })
+	if v, ok := lookup("LINE_PROJECTOR_NICE"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 19 {
+			errs = multierror.Append(errs, fmt.Errorf("LINE_PROJECTOR_NICE=%q: want an integer from 0 (as started) to 19 (lowest priority)", v))
+		} else {
+			c.ProjectorNice = n
+		}
+	}
 	dur("LINE_POOL_TTL", &c.PoolTTL)
 	dur("LINE_WORKER_TTL", &c.WorkerTTL)
 	dur("LINE_REPLICA_TTL", &c.ReplicaTTL)

@@ -24,6 +24,9 @@ func TestDefaults(t *testing.T) {
 	if c.HTTPAddr != "127.0.0.1:8080" || c.DevKafkaAddr != "127.0.0.1:9092" || c.DataDir != "./.line" || len(c.Brokers) != 0 {
 		t.Fatalf("address defaults: %+v", c)
 	}
+	if c.ProjectorNice != 10 {
+		t.Fatalf("projector nice %d, want 10", c.ProjectorNice)
+	}
 }
 
 func TestOverrides(t *testing.T) {
@@ -33,12 +36,13 @@ func TestOverrides(t *testing.T) {
 		"LINE_WORKER_TTL":      "2s",
 		"LINE_MAX_RETRY":       "5",
 		"LINE_DEV_SYNC_WRITES": "true",
+		"LINE_PROJECTOR_NICE":  "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Topics.Events() != "prod-1.events" || strings.Join(c.Brokers, ",") != "a:1,b:2" ||
-		c.WorkerTTL != 2*time.Second || c.MaxRetry != 5 || !c.DevSyncWrites {
+		c.WorkerTTL != 2*time.Second || c.MaxRetry != 5 || !c.DevSyncWrites || c.ProjectorNice != 0 {
 		t.Fatalf("overrides not applied: %+v", c)
 	}
 }
@@ -51,11 +55,12 @@ func TestInvalidReportsEveryVariable(t *testing.T) {
 		"LINE_ALLOC_TTL":       "soon",
 		"LINE_MAX_RETRY":       "0",
 		"LINE_DEV_SYNC_WRITES": "maybe",
+		"LINE_PROJECTOR_NICE":  "20",
 	}))
 	if err == nil {
 		t.Fatal("invalid configuration accepted")
 	}
-	for _, want := range []string{"LINE_DEPLOYMENT", "LINE_ALLOC_TTL", "positive duration", "LINE_MAX_RETRY", "LINE_DEV_SYNC_WRITES"} {
+	for _, want := range []string{"LINE_DEPLOYMENT", "LINE_ALLOC_TTL", "positive duration", "LINE_MAX_RETRY", "LINE_DEV_SYNC_WRITES", "LINE_PROJECTOR_NICE"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}

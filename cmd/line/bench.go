@@ -43,7 +43,7 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if small {
 				s := bench.SmallOptions()
-				s.Out, s.Profile, s.Keep, s.GoTool, s.Delivery, s.ProjectorNice = o.Out, o.Profile, o.Keep, o.GoTool, o.Delivery, o.ProjectorNice
+				s.Out, s.Profile, s.Keep, s.GoTool, s.Delivery = o.Out, o.Profile, o.Keep, o.GoTool, o.Delivery
 				if cmd.Flags().Changed("runs") {
 					s.Runs = o.Runs
 				}
@@ -79,7 +79,6 @@ alone) started from this binary; results.json, logs and profiles go to --out.`,
 	f.StringVar(&o.CoreBenchtime, "core-benchtime", o.CoreBenchtime, "core: go test -benchtime")
 	f.Var(topologyFlag{&o.Topology}, "topology", "c1m: services (ingest, projector, scheduler and broker as separate processes) or dev (line dev, one process)")
 	f.StringVar(&o.MemoryLimit, "memory-limit", o.MemoryLimit, "GOMEMLIMIT of each line service in the end-to-end scenarios (empty: none)")
-	f.IntVar(&o.ProjectorNice, "projector-nice", o.ProjectorNice, "run the projector's process at this nice value (topology services, Linux; 0: as the others)")
 	f.IntVar(&o.Workers, "workers", o.Workers, "c1m: workers to register")
 	f.IntVar(&o.Evals, "evals", o.Evals, "c1m: evals to submit (also the history of replay)")
 	f.IntVar(&o.TakeoverEvents, "takeover-events", o.TakeoverEvents, "takeover: events of history on the partition taken over (a c1m run of (this-workers)/2 evals makes it)")

@@ -1,4 +1,4 @@
-package bench
+package procprio
 
 import (
 	"fmt"
@@ -9,10 +9,10 @@ import (
 	"github.com/hashicorp/go-multierror"
 )
 
-// renice sets the nice value of every thread of process pid. On Linux a
+// Renice sets the nice value of every thread of process pid. On Linux a
 // nice value belongs to a thread, and threads inherit their creator's:
 // setting it on every thread there is now covers the threads started later.
-func renice(pid, nice int) error {
+func Renice(pid, nice int) error {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return fmt.Errorf("list the threads of %d: %w", pid, err)

@@ -1,4 +1,4 @@
-package bench
+package procprio
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ func TestReniceSetsEveryThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
-	if err := renice(cmd.Process.Pid, 7); err != nil {
+	if err := Renice(cmd.Process.Pid, 7); err != nil {
 		t.Fatal(err)
 	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", cmd.Process.Pid))

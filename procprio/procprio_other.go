@@ -1,10 +1,10 @@
 //go:build !linux
 
-package bench
+package procprio
 
 import "errors"
 
-// renice is only implemented on Linux.
-func renice(pid, nice int) error {
+// Renice is only implemented on Linux.
+func Renice(pid, nice int) error {
 	return errors.New("setting a process's nice value is only supported on Linux here")
 }
