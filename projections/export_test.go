@@ -140,3 +140,14 @@ func (m *Model) Workers(pool string) []WorkerView {
 	}
 	return out
 }
+
+// WriteWork returns what Pebble wrote so far: bytes written by
+// compactions, by flushes (ingestions excluded) and by batches.
+func WriteWork(p *Projector) (compacted, flushed, batches uint64) {
+	m := p.db.Metrics()
+	for _, l := range m.Levels {
+		compacted += l.TableBytesCompacted
+		flushed += l.TableBytesFlushed
+	}
+	return compacted, flushed, m.WAL.BytesIn
+}
