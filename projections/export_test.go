@@ -47,7 +47,7 @@ func (m *Model) Dump() []byte {
 		if r.value == nil {
 			continue
 		}
-		kv[r.key] = r.value
+		kv[string(r.key)] = r.value
 		for _, k := range r.index {
 			kv[k] = nil
 		}

@@ -118,6 +118,9 @@ type Projector struct {
 	// Owned by Run's goroutine.
 	f    *fold
 	next map[int32]int64 // next offset folded into memory
+	// touched is the rows named by the batch being folded; its maps are
+	// cleared and reused from batch to batch.
+	touched *touched
 	// reading is set while the reader decodes a poll not yet queued.
 	reading atomic.Bool
 	// resumed is the checkpoint found at open: records below it are
@@ -622,9 +625,15 @@ func pebbleOptions(log *slog.Logger) *pebble.Options {
 		L0StopWritesThreshold:       32,
 		LBaseMaxBytes:               256 << 20,
 	}
+	if tunePebble != nil {
+		tunePebble(o)
+	}
 	o.EnsureDefaults()
 	return o
 }
+
+// tunePebble, if set, adjusts the options (benchmarks).
+var tunePebble func(*pebble.Options)
 
 // watchCatchUp records when the view first caught up with the log as it was
 // when Run started (for health checks).
@@ -669,7 +678,14 @@ type batch struct {
 }
 
 func (p *Projector) newBatch() *batch {
-	return &batch{t: newTouched(), from: make(map[int32]int64)}
+	if p.touched == nil {
+		p.touched = newTouched()
+	} else {
+		// The previous batch is written: its maps, grown to a batch's
+		// size, serve the next one.
+		p.touched.clear()
+	}
+	return &batch{t: p.touched, from: make(map[int32]int64)}
 }
 
 // fold folds one poll's records into memory and names in bt the rows they
@@ -763,21 +779,18 @@ func (p *Projector) write(bt *batch) error {
 // writeBatch writes the rows bt touched and the checkpoint to in one
 // Pebble batch, and returns the number of rows written or deleted.
 func (p *Projector) writeBatch(bt *batch, to map[int32]int64) (int, error) {
-	rows, err := p.f.rows(bt.t)
-	if err != nil {
-		return 0, err
-	}
 	b := p.db.NewBatch()
 	defer b.Close()
 	n := 0
-	for _, r := range rows {
+	err := p.f.eachRow(bt.t, func(r row) error {
 		changed, err := writeRow(b, r)
-		if err != nil {
-			return 0, err
-		}
 		if changed {
 			n++
 		}
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
 	for part, next := range to {
 		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(next, 10)), nil); err != nil {
@@ -806,26 +819,40 @@ func writeRow(b *pebble.Batch, r row) (bool, error) {
 		if r.value != nil && slices.Contains(r.index, k) {
 			continue
 		}
-		if err := b.Delete([]byte(k), nil); err != nil {
+		if err := deleteKey(b, k); err != nil {
 			return false, err
 		}
 	}
-	key := []byte(r.key)
 	if r.value == nil {
-		return true, b.Delete(key, nil)
+		return true, b.Delete(r.key, nil)
 	}
-	if err := b.Set(key, r.value, nil); err != nil {
+	if err := b.Set(r.key, r.value, nil); err != nil {
 		return false, err
 	}
 	for _, k := range r.index {
 		if r.old.exists && slices.Contains(r.old.index, k) {
 			continue
 		}
-		if err := b.Set([]byte(k), nil, nil); err != nil {
+		if err := setKey(b, k); err != nil {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// setKey sets index entry k (an empty value) in b, copying k into the
+// batch without converting it to a byte slice first.
+func setKey(b *pebble.Batch, k string) error {
+	op := b.SetDeferred(len(k), 0)
+	copy(op.Key, k)
+	return op.Finish()
+}
+
+// deleteKey deletes index entry k in b, like setKey.
+func deleteKey(b *pebble.Batch, k string) error {
+	op := b.DeleteDeferred(len(k))
+	copy(op.Key, k)
+	return op.Finish()
 }
 
 func getCopy(r reader, key []byte) ([]byte, error) {
