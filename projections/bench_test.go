@@ -60,7 +60,8 @@ func BenchmarkLive(b *testing.B) {
 // benchProject builds a c1m-shaped history on the embedded broker, then
 // b.N times projects it into new views (Open with Rebuild, default sync
 // writes, until CatchUp) and reports rates, the heap's peak and Pebble's
-// compaction work.
+// compaction work (and the peak of the memory its memtables and large
+// batches take, Pebble's own count, in and out of the Go heap).
 func benchProject(b *testing.B, evals, workers, maxBulk int) {
 	emb := testkit.StartBroker(b)
 	cfg := testkit.Config(b)
@@ -84,7 +85,8 @@ func benchProject(b *testing.B, evals, workers, maxBulk int) {
 	// projector holds.
 	runtime.GC()
 	base := heapBytes()
-	var peak atomic.Uint64
+	var peak, memPeak atomic.Uint64
+	var running atomic.Pointer[projections.Projector]
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -94,6 +96,11 @@ func benchProject(b *testing.B, evals, workers, maxBulk int) {
 		for {
 			if h := heapBytes(); h > peak.Load() {
 				peak.Store(h)
+			}
+			if p := running.Load(); p != nil {
+				if m := projections.MemTableBytes(p); m > memPeak.Load() {
+					memPeak.Store(m)
+				}
 			}
 			select {
 			case <-stopSampling:
@@ -111,11 +118,13 @@ func benchProject(b *testing.B, evals, workers, maxBulk int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		running.Store(p)
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
 		if err := p.CatchUp(ctx); err != nil {
 			b.Fatal(err)
 		}
+		running.Store(nil)
 		c, f, w := projections.WriteWork(p)
 		compacted, flushed, written = compacted+c, flushed+f, written+w
 		if err := p.Close(); err != nil {
@@ -132,6 +141,7 @@ func benchProject(b *testing.B, evals, workers, maxBulk int) {
 	n := float64(b.N)
 	b.ReportMetric(float64(base)/(1<<20), "base-heap-MiB")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(memPeak.Load())/(1<<20), "peak-memtables-MiB")
 	b.ReportMetric(float64(len(hist))*n/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(len(hist))*n/cpu.Seconds(), "events/cpu-s")
 	b.ReportMetric(float64(written)/n/(1<<20), "batch-MiB")

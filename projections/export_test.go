@@ -151,3 +151,14 @@ func WriteWork(p *Projector) (compacted, flushed, batches uint64) {
 	}
 	return compacted, flushed, m.WAL.BytesIn
 }
+
+// MemTableBytes is the memory Pebble's memtables and large (flushable)
+// batches take now.
+func MemTableBytes(p *Projector) uint64 {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	if p.closing {
+		return 0
+	}
+	return p.db.Metrics().MemTable.Size
+}
