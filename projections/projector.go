@@ -622,12 +622,14 @@ const fetchMaxBytes = 8 << 20
 // so every file flushed to L0 overlaps most of the base level, and each
 // compaction out of L0 rewrites that level: the fewer such compactions per
 // byte flushed, the less compaction work. Compacting L0 once it holds 32
-// sublevels instead of 8 cut the bytes compactions wrote by about two
-// thirds and the live path's CPU per event by ~20% (BenchmarkLive), with
-// the same memtables (their memory is outside the Go heap, on top of
-// GOMEMLIMIT). The price is read amplification: a point read may look
-// into up to that many L0 files. Compression stays on: without it the
-// compactions wrote three times the bytes for the same CPU.
+// sublevels instead of 8 cut the bytes compactions wrote by more than half
+// and the live path's CPU per event by about a quarter (BenchmarkLive at
+// 600,000 evals), with the same memtables. Larger memtables did as much
+// but take memory outside the Go heap, on top of GOMEMLIMIT; larger
+// memtables in fewer of them (the same memory) did nothing. The price is
+// read amplification: a point read may look into up to that many L0
+// files. Compression stays on: without it the compactions wrote three
+// times the bytes for the same CPU.
 func pebbleOptions(log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		Logger:                      pebbleLogger{log},
