@@ -47,7 +47,7 @@ func (m *Model) Dump() []byte {
 		if r.value == nil {
 			continue
 		}
-		kv[r.key] = r.value
+		kv[string(r.key)] = r.value
 		for _, k := range r.index {
 			kv[k] = nil
 		}
@@ -139,4 +139,26 @@ func (m *Model) Workers(pool string) []WorkerView {
 		out = append(out, workerView(pool, w))
 	}
 	return out
+}
+
+// WriteWork returns what Pebble wrote so far: bytes written by
+// compactions, by flushes (ingestions excluded) and by batches.
+func WriteWork(p *Projector) (compacted, flushed, batches uint64) {
+	m := p.db.Metrics()
+	for _, l := range m.Levels {
+		compacted += l.TableBytesCompacted
+		flushed += l.TableBytesFlushed
+	}
+	return compacted, flushed, m.WAL.BytesIn
+}
+
+// MemTableBytes is the memory Pebble's memtables and large (flushable)
+// batches take now.
+func MemTableBytes(p *Projector) uint64 {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	if p.closing {
+		return 0
+	}
+	return p.db.Metrics().MemTable.Size
 }

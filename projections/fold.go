@@ -1,6 +1,8 @@
 package projections
 
 import (
+	"bytes"
+
 	"github.com/line-sched/line/events"
 	"github.com/line-sched/line/state"
 )
@@ -69,6 +71,15 @@ type touched struct {
 func newTouched() *touched {
 	return &touched{pools: map[string]struct{}{}, workers: map[poolKeyID]before{},
 		evals: map[poolKeyID]before{}, allocs: map[poolKeyID]before{}, replicas: map[replicaID]before{}}
+}
+
+// clear forgets every row, keeping the maps' memory.
+func (t *touched) clear() {
+	clear(t.pools)
+	clear(t.workers)
+	clear(t.evals)
+	clear(t.allocs)
+	clear(t.replicas)
 }
 
 func (t *touched) empty() bool {
@@ -237,91 +248,129 @@ func (f *fold) touchAlloc(p *state.Pool, pool, id string, t *touched) {
 // row is one row to write: its key, its JSON value (nil: the entity does
 // not exist, delete the row) and its secondary index entries.
 type row struct {
-	key   string
+	key   []byte
 	value []byte
 	index []string
 	// old is what the view holds of the row before the batch.
 	old before
 }
 
-// rows returns the rows named in t as the state now has them, in no
-// particular order (each key appears once: the order does not change what
-// a batch writes).
-func (f *fold) rows(t *touched) ([]row, error) {
-	out := make([]row, 0, len(t.pools)+len(t.workers)+len(t.evals)+len(t.allocs)+len(t.replicas))
-	add := func(key string, old before, v interface{ indexKeys() []string }, exists bool) error {
-		if !exists {
-			out = append(out, row{key: key, old: old})
-			return nil
-		}
-		b, err := marshal(v)
+// eachRow calls emit with each row named in t as the state now has it, in
+// no particular order (each key appears once: the order does not change
+// what a batch writes). A row's key and value are valid only during the
+// call: they are encoded in memory reused by the next row.
+func (f *fold) eachRow(t *touched, emit func(row) error) error {
+	var key, value []byte
+	// put emits the row of key: encoded is the value encoded in value's
+	// memory (or in new memory, kept for the next rows), nil if the entity
+	// does not exist.
+	put := func(old before, encoded []byte, index []string, err error) error {
 		if err != nil {
 			return err
 		}
-		out = append(out, row{key: key, value: b, index: v.indexKeys(), old: old})
-		return nil
+		if encoded != nil && cap(encoded) > cap(value) {
+			value = encoded
+		}
+		return emit(row{key: key, value: encoded, index: index, old: old})
 	}
 	for id := range t.pools {
-		p := f.st.Pool(id)
-		var v PoolView
-		if p != nil {
-			v = poolView(p, f.metaCopy(id))
+		key = appendKey(key[:0], prefixPool, id)
+		var v []byte
+		var err error
+		if p := f.st.Pool(id); p != nil {
+			v, err = appendRow(value[:0], poolView(p, f.metaCopy(id)))
 		}
-		if err := add(poolKey(id), before{exists: true}, v, p != nil); err != nil {
-			return nil, err
+		if err := put(before{exists: true}, v, nil, err); err != nil {
+			return err
 		}
 	}
 	for k, old := range t.workers {
-		var v workerRow
-		w := f.worker(k.pool, k.id)
-		if w != nil {
-			v = workerRowOf(k.pool, w)
+		key = appendKey(key[:0], prefixWorker, k.pool, k.id)
+		var v []byte
+		var index []string
+		var err error
+		if w := f.worker(k.pool, k.id); w != nil {
+			r := workerRowOf(k.pool, w)
+			v, err = marshalWorker(value[:0], &r)
+			index = workerIndex(k.pool, w.ID, w.Free(), w.Deadline)
 		}
-		if err := add(workerKey(k.pool, k.id), old, v, w != nil); err != nil {
-			return nil, err
+		if err := put(old, v, index, err); err != nil {
+			return err
 		}
 	}
 	for k, old := range t.evals {
-		var v EvalView
-		var e *state.Eval
-		if p := f.st.Pool(k.pool); p != nil {
-			e = p.Eval(k.id)
+		key = appendKey(key[:0], prefixEval, k.pool, k.id)
+		var v []byte
+		var index []string
+		var err error
+		if e := f.eval(k.pool, k.id); e != nil {
+			r := evalView(k.pool, e)
+			v, err = marshalEval(value[:0], &r)
+			index = r.indexKeys()
 		}
-		if e != nil {
-			v = evalView(k.pool, e)
-		}
-		if err := add(evalKey(k.pool, k.id), old, v, e != nil); err != nil {
-			return nil, err
+		if err := put(old, v, index, err); err != nil {
+			return err
 		}
 	}
 	for k, old := range t.allocs {
-		var v AllocView
-		var a *state.Alloc
-		if p := f.st.Pool(k.pool); p != nil {
-			a = p.Alloc(k.id)
+		key = appendKey(key[:0], prefixAlloc, k.pool, k.id)
+		var v []byte
+		var index []string
+		var err error
+		if a := f.alloc(k.pool, k.id); a != nil {
+			r := allocView(k.pool, a)
+			v, err = marshalAlloc(value[:0], &r)
+			index = allocIndex(k.pool, a.ID, a.WorkerID(), string(a.Status()), a.Deadline())
 		}
-		if a != nil {
-			v = allocView(k.pool, a)
-		}
-		if err := add(allocKey(k.pool, k.id), old, v, a != nil); err != nil {
-			return nil, err
+		if err := put(old, v, index, err); err != nil {
+			return err
 		}
 	}
 	for k, old := range t.replicas {
-		var v ReplicaView
-		w := f.worker(k.pool, k.worker)
-		deadline, ok := time0, false
-		if w != nil {
-			deadline, ok = w.Replicas[k.dataset]
+		key = appendKey(key[:0], prefixReplica, k.pool, k.dataset, k.worker)
+		var v []byte
+		var index []string
+		var err error
+		if w := f.worker(k.pool, k.worker); w != nil {
+			if deadline, ok := w.Replicas[k.dataset]; ok {
+				r := replicaView(k.pool, k.dataset, w, deadline)
+				v, err = appendRow(value[:0], r)
+				index = replicaIndex(k.pool, k.dataset, w.ID, deadline)
+			}
 		}
-		if ok {
-			v = replicaView(k.pool, k.dataset, w, deadline)
-		}
-		if err := add(replicaKey(k.pool, k.dataset, k.worker), old, v, ok); err != nil {
-			return nil, err
+		if err := put(old, v, index, err); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// rows returns the rows eachRow emits, each in its own memory.
+func (f *fold) rows(t *touched) ([]row, error) {
+	var out []row
+	err := f.eachRow(t, func(r row) error {
+		r.key = bytes.Clone(r.key)
+		if r.value != nil {
+			r.value = bytes.Clone(r.value)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+func (f *fold) eval(pool, id string) *state.Eval {
+	if p := f.st.Pool(pool); p != nil {
+		return p.Eval(id)
+	}
+	return nil
+}
+
+func (f *fold) alloc(pool, id string) *state.Alloc {
+	if p := f.st.Pool(pool); p != nil {
+		return p.Alloc(id)
+	}
+	return nil
 }
 
 func (f *fold) worker(pool, id string) *state.Worker {

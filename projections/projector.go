@@ -118,6 +118,9 @@ type Projector struct {
 	// Owned by Run's goroutine.
 	f    *fold
 	next map[int32]int64 // next offset folded into memory
+	// touched is the rows named by the batch being folded; its maps are
+	// cleared and reused from batch to batch.
+	touched *touched
 	// reading is set while the reader decodes a poll not yet queued.
 	reading atomic.Bool
 	// resumed is the checkpoint found at open: records below it are
@@ -613,18 +616,38 @@ const fetchMaxBytes = 8 << 20
 // pebbleOptions are the options of the views' Pebble: a larger memtable
 // and L0 than the defaults, since a batch of a catch-up writes tens of
 // megabytes of rows at once.
+//
+// Every batch rewrites rows across the whole key space (the pool's and
+// workers' rows, the free-capacity index, each worker's running allocs),
+// so every file flushed to L0 overlaps most of the base level, and each
+// compaction out of L0 rewrites that level: the fewer such compactions per
+// byte flushed, the less compaction work. Compacting L0 once it holds 32
+// sublevels instead of 8 cut the bytes compactions wrote by more than half
+// and the live path's CPU per event by about a quarter (BenchmarkLive at
+// 600,000 evals), with the same memtables. Larger memtables did as much
+// but take memory outside the Go heap, on top of GOMEMLIMIT; larger
+// memtables in fewer of them (the same memory) did nothing. The price is
+// read amplification: a point read may look into up to that many L0
+// files. Compression stays on: without it the compactions wrote three
+// times the bytes for the same CPU.
 func pebbleOptions(log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		Logger:                      pebbleLogger{log},
 		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 4,
-		L0CompactionThreshold:       8,
-		L0StopWritesThreshold:       32,
+		L0CompactionThreshold:       32,
+		L0StopWritesThreshold:       64,
 		LBaseMaxBytes:               256 << 20,
+	}
+	if tunePebble != nil {
+		tunePebble(o)
 	}
 	o.EnsureDefaults()
 	return o
 }
+
+// tunePebble, if set, adjusts the options (benchmarks).
+var tunePebble func(*pebble.Options)
 
 // watchCatchUp records when the view first caught up with the log as it was
 // when Run started (for health checks).
@@ -669,7 +692,14 @@ type batch struct {
 }
 
 func (p *Projector) newBatch() *batch {
-	return &batch{t: newTouched(), from: make(map[int32]int64)}
+	if p.touched == nil {
+		p.touched = newTouched()
+	} else {
+		// The previous batch is written: its maps, grown to a batch's
+		// size, serve the next one.
+		p.touched.clear()
+	}
+	return &batch{t: p.touched, from: make(map[int32]int64)}
 }
 
 // fold folds one poll's records into memory and names in bt the rows they
@@ -763,21 +793,18 @@ func (p *Projector) write(bt *batch) error {
 // writeBatch writes the rows bt touched and the checkpoint to in one
 // Pebble batch, and returns the number of rows written or deleted.
 func (p *Projector) writeBatch(bt *batch, to map[int32]int64) (int, error) {
-	rows, err := p.f.rows(bt.t)
-	if err != nil {
-		return 0, err
-	}
 	b := p.db.NewBatch()
 	defer b.Close()
 	n := 0
-	for _, r := range rows {
+	err := p.f.eachRow(bt.t, func(r row) error {
 		changed, err := writeRow(b, r)
-		if err != nil {
-			return 0, err
-		}
 		if changed {
 			n++
 		}
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
 	for part, next := range to {
 		if err := b.Set([]byte(offsetKey(part)), []byte(strconv.FormatInt(next, 10)), nil); err != nil {
@@ -806,26 +833,40 @@ func writeRow(b *pebble.Batch, r row) (bool, error) {
 		if r.value != nil && slices.Contains(r.index, k) {
 			continue
 		}
-		if err := b.Delete([]byte(k), nil); err != nil {
+		if err := deleteKey(b, k); err != nil {
 			return false, err
 		}
 	}
-	key := []byte(r.key)
 	if r.value == nil {
-		return true, b.Delete(key, nil)
+		return true, b.Delete(r.key, nil)
 	}
-	if err := b.Set(key, r.value, nil); err != nil {
+	if err := b.Set(r.key, r.value, nil); err != nil {
 		return false, err
 	}
 	for _, k := range r.index {
 		if r.old.exists && slices.Contains(r.old.index, k) {
 			continue
 		}
-		if err := b.Set([]byte(k), nil, nil); err != nil {
+		if err := setKey(b, k); err != nil {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// setKey sets index entry k (an empty value) in b, copying k into the
+// batch without converting it to a byte slice first.
+func setKey(b *pebble.Batch, k string) error {
+	op := b.SetDeferred(len(k), 0)
+	copy(op.Key, k)
+	return op.Finish()
+}
+
+// deleteKey deletes index entry k in b, like setKey.
+func deleteKey(b *pebble.Batch, k string) error {
+	op := b.DeleteDeferred(len(k))
+	copy(op.Key, k)
+	return op.Finish()
 }
 
 func getCopy(r reader, key []byte) ([]byte, error) {
