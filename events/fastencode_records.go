@@ -31,6 +31,13 @@ func MarshalAllocRecordReference(r AllocRecord) ([]byte, error) {
 	return marshalJSON(r)
 }
 
+// MarshalDeadLetterRecord encodes d as the events and alloc records are
+// encoded: encoding/json without escaping <, > and &, so that the reader
+// of the dead-evals topic gets the bytes the log has.
+func MarshalDeadLetterRecord(d DeadLetterRecord) ([]byte, error) {
+	return marshalJSON(d)
+}
+
 // appendAllocRecordFast appends r encoded, or returns dst as it was and
 // false when encoding/json must do it.
 func appendAllocRecordFast(dst []byte, r AllocRecord) ([]byte, bool) {

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -61,5 +62,12 @@ func TestDeadLetterRecordJSON(t *testing.T) {
 	var back events.DeadLetterRecord
 	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, full) {
 		t.Errorf("DeadLetterRecord round trip = %#v, %v", back, err)
+	}
+	// As written on the topic: the payload's bytes as on the log, <, >
+	// and & unescaped, no trailing newline.
+	full.Payload = json.RawMessage(`"<a&b>"`)
+	w, err := events.MarshalDeadLetterRecord(full)
+	if err != nil || !bytes.Contains(w, []byte(`"payload":"<a&b>"`)) || bytes.HasSuffix(w, []byte("\n")) {
+		t.Errorf("MarshalDeadLetterRecord = %s, %v", w, err)
 	}
 }

@@ -39,7 +39,6 @@ package schedloop
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1180,19 +1179,8 @@ func (l *Loop) deliveryRecord(d events.Delivery, a events.AllocRecord, left int)
 }
 
 func (l *Loop) deadLetterRecord(d events.DeadLetterRecord) *kgo.Record {
-	v := marshalRecord(d)
+	v, _ := events.MarshalDeadLetterRecord(d) // plain struct: cannot fail
 	return &kgo.Record{Topic: l.cfg.Topics.DeadEvals(), Partition: 0, Key: []byte(d.PoolID), Value: v}
-}
-
-// marshalRecord encodes a dead-letter record as the events are
-// encoded: without escaping <, > and &, so that the payload reaches the
-// reader of the dead-evals topic with the bytes it has on the log.
-func marshalRecord(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // plain struct: cannot fail
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // decodedRecord is a record decoded ahead of its fold (done when it was).
