@@ -95,11 +95,7 @@ func appendSubmitted(dst []byte, e Envelope, d EvalSubmittedData) ([]byte, bool)
 	out = append(out, `{"eval_id":"`...)
 	out = append(out, d.EvalID...)
 	out = append(out, '"')
-	if d.DatasetID != "" {
-		out = append(out, `,"dataset_id":"`...)
-		out = append(out, d.DatasetID...)
-		out = append(out, '"')
-	}
+	out = appendDatasetID(out, d.DatasetID)
 	out = append(out, `,"size":`...)
 	out = strconv.AppendInt(out, d.Size, 10)
 	if len(d.Payload) > 0 {
@@ -129,11 +125,7 @@ func appendPlaced(dst []byte, e Envelope, d AllocPlacedData) ([]byte, bool) {
 	out = append(out, `","worker_id":"`...)
 	out = append(out, d.WorkerID...)
 	out = append(out, '"')
-	if d.DatasetID != "" {
-		out = append(out, `,"dataset_id":"`...)
-		out = append(out, d.DatasetID...)
-		out = append(out, '"')
-	}
+	out = appendDatasetID(out, d.DatasetID)
 	out = append(out, `,"size":`...)
 	out = strconv.AppendInt(out, d.Size, 10)
 	out = append(out, `,"attempt":`...)
@@ -179,4 +171,16 @@ func plainJSONString(s string) bool {
 		}
 	}
 	return true
+}
+
+// appendDatasetID appends the optional dataset_id member (omitempty) of
+// the hand-encoded events and records: nothing for "", else
+// `,"dataset_id":"<id>"` (id needs no escaping: checked by the callers).
+func appendDatasetID(out []byte, id string) []byte {
+	if id == "" {
+		return out
+	}
+	out = append(out, `,"dataset_id":"`...)
+	out = append(out, id...)
+	return append(out, '"')
 }

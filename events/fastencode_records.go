@@ -59,11 +59,7 @@ func appendAllocRecordFast(dst []byte, r AllocRecord) ([]byte, bool) {
 	out = append(out, `","worker_id":"`...)
 	out = append(out, r.WorkerID...)
 	out = append(out, '"')
-	if r.DatasetID != "" {
-		out = append(out, `,"dataset_id":"`...)
-		out = append(out, r.DatasetID...)
-		out = append(out, '"')
-	}
+	out = appendDatasetID(out, r.DatasetID)
 	out = append(out, `,"size":`...)
 	out = strconv.AppendInt(out, r.Size, 10)
 	out = append(out, `,"attempt":`...)
