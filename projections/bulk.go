@@ -198,11 +198,11 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 	families := [...]emitter{
 		func(put func(k, v []byte) error) error { // alloc/<pool>/<alloc>
 			var key, val []byte
+			var known knownPlain
 			for _, l := range lists {
 				for _, a := range l.allocs() {
 					key = appendKey(key[:0], prefixAlloc, l.p.ID, a.ID)
-					view := allocView(l.p.ID, a)
-					v, err := marshalAlloc(val, &view)
+					v, err := appendAllocRow(val, l.p.ID, a, &known)
 					if err != nil {
 						return err
 					}
@@ -216,11 +216,11 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 		},
 		func(put func(k, v []byte) error) error { // eval/<pool>/<eval>
 			var key, val []byte
+			var known knownPlain
 			for _, l := range lists {
 				for _, e := range l.evals() {
 					key = appendKey(key[:0], prefixEval, l.p.ID, e.ID)
-					view := evalView(l.p.ID, e)
-					v, err := marshalEval(val, &view)
+					v, err := appendEvalRow(val, l.p.ID, e, &known)
 					if err != nil {
 						return err
 					}

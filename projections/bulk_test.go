@@ -3,9 +3,13 @@ package projections
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -94,4 +98,62 @@ func TestBulkLoadEqualsMaterialization(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkMaterialize writes the bulk load of a folded c1m-shaped history
+// of -rebuild.evals evals and -rebuild.workers workers (the write phase of
+// BenchmarkRebuild, without the fold), and reports rows per CPU second of
+// the process.
+func BenchmarkMaterialize(b *testing.B) {
+	evals, workers := 200_000, 5_000
+	if f := flag.Lookup("rebuild.evals"); f != nil && f.Value.String() != f.DefValue {
+		evals, _ = strconv.Atoi(f.Value.String())
+	}
+	if f := flag.Lookup("rebuild.workers"); f != nil && f.Value.String() != f.DefValue {
+		workers, _ = strconv.Atoi(f.Value.String())
+	}
+	hist, err := audittest.C1M(audittest.C1MOptions{Workers: workers, Evals: evals})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFold()
+	to := map[int32]int64{}
+	for _, e := range hist {
+		_ = f.apply(e.Envelope, e.Position, nil)
+		to[e.Position.Partition] = e.Position.Offset + 1
+	}
+	hist = nil
+	popts := pebbleOptions(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	db, err := pebble.Open(filepath.Join(b.TempDir(), "views"), popts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	format := db.TableFormat()
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	rows := 0
+	b.ResetTimer()
+	cpu0 := audittest.CPUTime()
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		paths, n, err := f.materialize(dir, popts, format, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows += n
+		b.StopTimer()
+		var size int64
+		for _, p := range paths {
+			if st, err := os.Stat(p); err == nil {
+				size += st.Size()
+			}
+		}
+		b.ReportMetric(float64(size)/(1<<20), "file-MiB")
+		_ = os.RemoveAll(dir)
+		b.StartTimer()
+	}
+	cpu := audittest.CPUTime() - cpu0
+	b.ReportMetric(float64(rows)/cpu.Seconds(), "rows/cpu-s")
 }

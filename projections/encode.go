@@ -3,6 +3,10 @@ package projections
 import (
 	"encoding/json"
 	"strconv"
+	"time"
+
+	"github.com/line-sched/line/events"
+	"github.com/line-sched/line/state"
 )
 
 // Rows are JSON as encoding/json writes them (the views' field order,
@@ -21,13 +25,52 @@ type rowJSON struct {
 
 // plain reports whether encoding/json writes s between quotes unchanged:
 // printable ASCII without '"', '\\' and the HTML characters it escapes.
+// It looks at eight bytes at a time (plain8), the rest one by one.
 func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if !plain8(load8(s, i)) {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
 		if !plainByte[s[i]] {
 			return false
 		}
 	}
 	return true
+}
+
+// load8 is the eight bytes of s at i, the first in the low byte (one
+// load: the compiler merges the byte loads).
+func load8(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// Every byte of a word: ones is 0x01 in each, highs 0x80.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// hasByte reports whether a byte of x is c (exactly: the borrows of the
+// subtraction can only mark bytes above one that is c).
+func hasByte(x uint64, c byte) bool {
+	v := x ^ ones*uint64(c)
+	return (v-ones)&^v&highs != 0
+}
+
+// plain8 reports whether the eight bytes of x are all bytes that plain
+// accepts: none below 0x20 or above 0x7e (the bit tricks of "hasless"
+// and "hasmore", exact for whether any byte is), none of the five
+// escaped.
+func plain8(x uint64) bool {
+	if ((x-ones*0x20)&^x|(x+ones)|x)&highs != 0 {
+		return false
+	}
+	return !hasByte(x, '"') && !hasByte(x, '\\') && !hasByte(x, '<') && !hasByte(x, '>') && !hasByte(x, '&')
 }
 
 // plainByte tells the bytes that plain accepts: one load per byte.
@@ -48,6 +91,52 @@ func (w *rowJSON) str(field, s string) {
 	w.b = append(w.b, field...)
 	w.b = append(w.b, '"')
 	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
+}
+
+// strKnown is str for a value that is often the same string as the last
+// one (a pool's id, a status, a topic): known holds the last value found
+// plain, and an equal string (the same memory, mostly, which the
+// comparison finds at once) is not looked at again.
+func (w *rowJSON) strKnown(field, s string, known *string) {
+	if s != *known {
+		if !plain(s) {
+			w.ok = false
+			return
+		}
+		*known = s
+	}
+	w.b = append(w.b, field...)
+	w.b = append(w.b, '"')
+	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
+}
+
+// time writes t as ts formats it (the zero time as "").
+func (w *rowJSON) time(field string, t time.Time) {
+	w.b = append(w.b, field...)
+	w.b = append(w.b, '"')
+	if !t.IsZero() {
+		w.b = appendRFC3339(w.b, t)
+	}
+	w.b = append(w.b, '"')
+}
+
+// timeOmit writes t unless it is zero (a field tagged omitempty that
+// holds ts(t)).
+func (w *rowJSON) timeOmit(field string, t time.Time) {
+	if !t.IsZero() {
+		w.time(field, t)
+	}
+}
+
+// position writes p as its String does (digits, ':' and '-' only).
+func (w *rowJSON) position(field string, p events.Position) {
+	w.b = append(w.b, field...)
+	w.b = append(w.b, '"')
+	w.b = strconv.AppendInt(w.b, int64(p.Partition), 10)
+	w.b = append(w.b, ':')
+	w.b = strconv.AppendInt(w.b, p.Offset, 10)
 	w.b = append(w.b, '"')
 }
 
@@ -150,4 +239,77 @@ func marshalWorker(dst []byte, v *workerRow) ([]byte, error) {
 	w.strs(`,"datasets":`, v.Datasets)
 	w.raw("}")
 	return w.done(v)
+}
+
+// knownPlain holds, field by field, the last string that a row encoder
+// found plain (see strKnown): one per goroutine writing rows.
+type knownPlain struct {
+	pool, status, topic, strategy, locality, result string
+}
+
+// appendEvalRow appends the row of eval e of pool to dst: the bytes of
+// marshalEval(evalView(pool, e)), written from the fold's eval without
+// building the view (the bulk load writes every row this way;
+// TestRowsFromTheFoldLikeViews).
+func appendEvalRow(dst []byte, pool string, e *state.Eval, known *knownPlain) ([]byte, error) {
+	if len(e.Payload()) == 0 {
+		w := rowJSON{b: dst[:0], ok: true}
+		w.strKnown(`{"pool_id":`, pool, &known.pool)
+		w.str(`,"eval_id":`, e.ID)
+		w.strOmit(`,"dataset_id":`, e.DatasetID)
+		w.int(`,"size":`, e.Size)
+		w.strKnown(`,"status":`, string(e.Status()), &known.status)
+		w.int(`,"attempts":`, int64(e.Attempts))
+		w.int(`,"next_attempt":`, int64(e.NextAttempt))
+		w.strOmit(`,"alloc_id":`, e.AllocID)
+		w.time(`,"submitted_at":`, e.SubmittedAt())
+		w.time(`,"queued_at":`, e.QueuedAt())
+		w.timeOmit(`,"ended_at":`, e.EndedAt())
+		w.strOmit(`,"reason":`, e.Reason())
+		if r := string(e.Result()); r != "" {
+			w.strKnown(`,"result":`, r, &known.result)
+		}
+		w.position(`,"position":`, e.Position)
+		w.raw("}")
+		if w.ok {
+			return w.b, nil
+		}
+	}
+	v := evalView(pool, e)
+	return marshalEval(dst, &v)
+}
+
+// appendAllocRow appends the row of alloc a of pool to dst: the bytes of
+// marshalAlloc(allocView(pool, a)), written from the fold's alloc without
+// building the view.
+func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *knownPlain) ([]byte, error) {
+	if a.Completion() == nil {
+		w := rowJSON{b: dst[:0], ok: true}
+		w.strKnown(`{"pool_id":`, pool, &known.pool)
+		w.str(`,"alloc_id":`, a.ID)
+		w.str(`,"eval_id":`, a.EvalID)
+		w.str(`,"worker_id":`, a.WorkerID())
+		w.strOmit(`,"dataset_id":`, a.DatasetID)
+		w.int(`,"size":`, a.Size)
+		w.int(`,"attempt":`, int64(a.Attempt))
+		w.time(`,"deadline":`, a.Deadline())
+		w.strKnown(`,"status":`, string(a.Status()), &known.status)
+		w.time(`,"placed_at":`, a.PlacedAt())
+		w.timeOmit(`,"ended_at":`, a.EndedAt())
+		w.strKnown(`,"topic":`, a.Topic(), &known.topic)
+		pl := a.Placement()
+		w.strKnown(`,"placement":{"strategy":`, string(pl.Strategy), &known.strategy)
+		w.strKnown(`,"locality":`, string(pl.Locality), &known.locality)
+		w.int(`,"candidates":`, int64(pl.Candidates))
+		w.int(`,"waited_ms":`, int64(pl.WaitedMs))
+		w.int(`,"basis":`, pl.Basis)
+		w.raw("}")
+		w.strOmit(`,"expiry_reason":`, a.ExpiryReason())
+		w.raw("}")
+		if w.ok {
+			return w.b, nil
+		}
+	}
+	v := allocView(pool, a)
+	return marshalAlloc(dst, &v)
 }

@@ -111,3 +111,101 @@ func TestPlainMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestRowsFromTheFoldLikeViews checks that the rows the bulk load writes
+// from the fold's evals and allocs are the bytes of their views, and that
+// strings that encoding/json escapes, payloads and completions still give
+// its bytes.
+func TestRowsFromTheFoldLikeViews(t *testing.T) {
+	n := 0
+	for seed := uint64(1); seed <= 4; seed++ {
+		o := audittest.Options{Seed: seed, Steps: 400, Delayed: true, Disband: seed == 3}
+		if seed == 4 {
+			o.Pools = []string{"p<1>", "p\"2", "p/%3"}
+		}
+		hist, err := audittest.Simulate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFold()
+		for _, e := range hist {
+			_ = f.apply(e.Envelope, e.Position, nil)
+		}
+		var known knownPlain
+		var buf []byte
+		for _, p := range f.st.Pools() {
+			for _, e := range p.Evals() {
+				want, err := marshal(evalView(p.ID, e))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := appendEvalRow(buf, p.ID, e, &known)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("eval row from the fold\n  %s (%v)\nits view gives\n  %s", got, err, want)
+				}
+				buf = got
+				n++
+			}
+			for _, a := range p.Allocs() {
+				want, err := marshal(allocView(p.ID, a))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := appendAllocRow(buf, p.ID, a, &known)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("alloc row from the fold\n  %s (%v)\nits view gives\n  %s", got, err, want)
+				}
+				buf = got
+				n++
+			}
+		}
+	}
+	if n < 200 {
+		t.Fatalf("only %d eval and alloc rows in the simulated histories", n)
+	}
+}
+
+// TestPlainWordsMatchBytes checks that plain, which looks at eight bytes
+// at a time, accepts exactly the strings whose bytes plainByte all
+// accepts: every byte at every place of strings of 1 to 24 bytes.
+func TestPlainWordsMatchBytes(t *testing.T) {
+	for n := 1; n <= 24; n++ {
+		base := bytes.Repeat([]byte("a"), n)
+		for i := range n {
+			for c := range 256 {
+				s := bytes.Clone(base)
+				s[i] = byte(c)
+				if got, want := plain(string(s)), plainByte[c]; got != want {
+					t.Fatalf("plain(%q) = %v, want %v", s, got, want)
+				}
+				// The byte beside another bad one, and beside every
+				// byte value (borrows and carries between bytes).
+				if i > 0 {
+					for d := range 256 {
+						s[i-1] = byte(d)
+						if got, want := plain(string(s)), plainByte[c] && plainByte[d]; got != want {
+							t.Fatalf("plain(%q) = %v, want %v", s, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestNeedsEscEveryByte checks needsEsc, which looks at eight bytes at a
+// time, against esc: every byte at every place of strings of 1 to 24
+// bytes.
+func TestNeedsEscEveryByte(t *testing.T) {
+	for n := 1; n <= 24; n++ {
+		for i := range n {
+			for c := range 256 {
+				s := bytes.Repeat([]byte("a"), n)
+				s[i] = byte(c)
+				if got, want := needsEsc(string(s)), esc(string(s)) != string(s); got != want {
+					t.Fatalf("needsEsc(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}

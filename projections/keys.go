@@ -89,12 +89,27 @@ func appendKey(dst []byte, prefix string, segs ...string) []byte {
 // appendSeg appends id as one key segment: esc(id), without a copy when
 // id needs no escaping.
 func appendSeg(dst []byte, id string) []byte {
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c == '%' || c == '/' {
-			return append(dst, esc(id)...)
-		}
+	if needsEsc(id) {
+		return append(dst, esc(id)...)
 	}
 	return append(dst, id...)
+}
+
+// needsEsc reports whether id holds a byte that esc encodes ('%' or
+// '/'), looking at eight bytes at a time.
+func needsEsc(id string) bool {
+	i := 0
+	for ; i+8 <= len(id); i += 8 {
+		if x := load8(id, i); hasByte(x, '%') || hasByte(x, '/') {
+			return true
+		}
+	}
+	for ; i < len(id); i++ {
+		if c := id[i]; c == '%' || c == '/' {
+			return true
+		}
+	}
+	return false
 }
 
 func offsetKey(partition int32) string {
@@ -126,7 +141,7 @@ func ttlKey(pool string, deadline time.Time, kind string, ids ...string) string 
 // appendTTLKey appends ttlKey's key to dst.
 func appendTTLKey(dst []byte, pool string, deadline time.Time, kind string, ids ...string) []byte {
 	dst = appendKey(dst, prefixTTL, pool)
-	dst = deadline.UTC().AppendFormat(append(dst, '/'), deadlineLayout)
+	dst = appendDeadline(append(dst, '/'), deadline)
 	dst = append(append(append(dst, '/'), kind...), '/')
 	return appendKey(dst, "", ids...)
 }

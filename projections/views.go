@@ -152,11 +152,14 @@ type EvalDetail struct {
 	Alloc *AllocView `json:"alloc,omitempty"`
 }
 
+// ts formats t as the rows hold times: RFC 3339 in UTC with nanoseconds,
+// "" for the zero time.
 func ts(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	var b [40]byte
+	return string(appendRFC3339(b[:0], t))
 }
 
 // poolMeta is what the projector counts of a pool's events beside the fold.
