@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-multierror"
 
@@ -279,15 +280,40 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			return nil
 		},
 		func(put func(k, v []byte) error) error { // idx/ttl/<pool>/<deadline>/...
+			// The index orders the entries of a deadline by kind
+			// alloc, worker, replica, and their keys are ordered
+			// alloc, replica, worker: the workers' entries of a
+			// deadline wait until its replicas' are written.
 			var key []byte
 			var err error
+			var workers []*state.Worker
+			var at time.Time
 			for _, l := range lists {
+				putWorkers := func() error {
+					for _, w := range workers {
+						key = appendTTLKey(key[:0], l.p.ID, at, ttlKindWorker, w.ID)
+						if err := put(key, nil); err != nil {
+							return err
+						}
+					}
+					workers = workers[:0]
+					return nil
+				}
 				l.p.TTL().Each(func(e state.TTLEntry) bool {
+					if len(workers) > 0 && !e.Deadline.Equal(at) {
+						if err = putWorkers(); err != nil {
+							return false
+						}
+					}
 					switch e.Kind {
 					case state.TTLAlloc:
 						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindAlloc, e.Alloc.ID)
 					case state.TTLWorker:
-						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindWorker, e.Worker.ID)
+						if len(workers) == 0 {
+							at = e.Deadline
+						}
+						workers = append(workers, e.Worker)
+						return true
 					case state.TTLReplica:
 						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindReplica, e.Worker.ID, e.Dataset)
 					default:
@@ -297,6 +323,9 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 					err = put(key, nil)
 					return err == nil
 				})
+				if err == nil {
+					err = putWorkers()
+				}
 				if err != nil {
 					return err
 				}
