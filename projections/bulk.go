@@ -166,6 +166,13 @@ func writeFamily(dir, name string, opts sstable.WriterOptions, emit emitter) (*b
 	return b, nil
 }
 
+// poolHead sets key to the head that the keys of a pool's entities of a
+// family share: appendKey(prefix, pool, id) is that head and the id's
+// segment.
+func poolHead(key []byte, prefix, pool string) []byte {
+	return append(appendKey(key[:0], prefix, pool), '/')
+}
+
 // poolLists are a pool's entities in id order, listed once for all the
 // families (families are written on several goroutines: the fold is only
 // read while the views are materialized).
@@ -201,8 +208,10 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var key, val []byte
 			var known knownPlain
 			for _, l := range lists {
+				key = poolHead(key, prefixAlloc, l.p.ID)
+				head := len(key)
 				for _, a := range l.allocs() {
-					key = appendKey(key[:0], prefixAlloc, l.p.ID, a.ID)
+					key = appendSeg(key[:head], a.ID)
 					v, err := appendAllocRow(val, l.p.ID, a, &known)
 					if err != nil {
 						return err
@@ -219,8 +228,10 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var key, val []byte
 			var known knownPlain
 			for _, l := range lists {
+				key = poolHead(key, prefixEval, l.p.ID)
+				head := len(key)
 				for _, e := range l.evals() {
-					key = appendKey(key[:0], prefixEval, l.p.ID, e.ID)
+					key = appendSeg(key[:head], e.ID)
 					v, err := appendEvalRow(val, l.p.ID, e, &known)
 					if err != nil {
 						return err
@@ -249,16 +260,40 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			return nil
 		},
 		func(put func(k, v []byte) error) error { // idx/evalstatus/<pool>/<status>/<eval>
+			// The evals of each status in id order, statuses in
+			// order: one pass numbers each eval's status (there are a
+			// handful), then one pass per status.
 			var key []byte
+			var codes []uint8
 			for _, l := range lists {
-				byStatus := map[string][]*state.Eval{}
-				for _, e := range l.evals() {
-					byStatus[string(e.Status())] = append(byStatus[string(e.Status())], e)
+				evals := l.evals()
+				var statuses []string
+				codes = slices.Grow(codes[:0], len(evals))[:len(evals)]
+				for i, e := range evals {
+					st := string(e.Status())
+					k := slices.Index(statuses, st)
+					if k < 0 {
+						k = len(statuses)
+						statuses = append(statuses, st)
+						if k > 255 {
+							return fmt.Errorf("pool %s: more than 256 eval statuses", l.p.ID)
+						}
+					}
+					codes[i] = uint8(k)
 				}
-				statuses := slices.Sorted(maps.Keys(byStatus))
-				for _, st := range statuses {
-					for _, e := range byStatus[st] {
-						key = appendKey(key[:0], prefixEvalStatus, l.p.ID, st, e.ID)
+				order := make([]int, len(statuses))
+				for k := range order {
+					order[k] = k
+				}
+				slices.SortFunc(order, func(a, b int) int { return strings.Compare(statuses[a], statuses[b]) })
+				for _, k := range order {
+					key = append(appendKey(key[:0], prefixEvalStatus, l.p.ID, statuses[k]), '/')
+					head := len(key)
+					for i, e := range evals {
+						if codes[i] != uint8(k) {
+							continue
+						}
+						key = appendSeg(key[:head], e.ID)
 						if err := put(key, nil); err != nil {
 							return err
 						}
@@ -284,14 +319,23 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			// alloc, worker, replica, and their keys are ordered
 			// alloc, replica, worker: the workers' entries of a
 			// deadline wait until its replicas' are written.
-			var key []byte
+			// The entries of a deadline (a round of placements
+			// shares one) share the head of their keys: formatted once.
+			var key, head []byte
 			var err error
 			var workers []*state.Worker
-			var at time.Time
+			var at, headAt time.Time
 			for _, l := range lists {
+				head = head[:0]
+				keyAt := func(deadline time.Time, kind string, ids ...string) []byte {
+					if len(head) == 0 || !deadline.Equal(headAt) {
+						head, headAt = appendTTLHead(head[:0], l.p.ID, deadline), deadline
+					}
+					return appendTTLTail(append(key[:0], head...), kind, ids...)
+				}
 				putWorkers := func() error {
 					for _, w := range workers {
-						key = appendTTLKey(key[:0], l.p.ID, at, ttlKindWorker, w.ID)
+						key = keyAt(at, ttlKindWorker, w.ID)
 						if err := put(key, nil); err != nil {
 							return err
 						}
@@ -307,7 +351,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 					}
 					switch e.Kind {
 					case state.TTLAlloc:
-						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindAlloc, e.Alloc.ID)
+						key = keyAt(e.Deadline, ttlKindAlloc, e.Alloc.ID)
 					case state.TTLWorker:
 						if len(workers) == 0 {
 							at = e.Deadline
@@ -315,7 +359,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 						workers = append(workers, e.Worker)
 						return true
 					case state.TTLReplica:
-						key = appendTTLKey(key[:0], l.p.ID, e.Deadline, ttlKindReplica, e.Worker.ID, e.Dataset)
+						key = keyAt(e.Deadline, ttlKindReplica, e.Worker.ID, e.Dataset)
 					default:
 						err = fmt.Errorf("pool %s: TTL entry of unknown kind %d", l.p.ID, e.Kind)
 						return false
@@ -336,8 +380,10 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 			var key []byte
 			for _, l := range lists {
 				for _, w := range l.workers() {
+					key = append(appendKey(key[:0], prefixWorkerAlloc, l.p.ID, w.ID), '/')
+					head := len(key)
 					for _, a := range w.RunningAllocs() {
-						key = appendKey(key[:0], prefixWorkerAlloc, l.p.ID, w.ID, a.ID)
+						key = appendSeg(key[:head], a.ID)
 						if err := put(key, nil); err != nil {
 							return err
 						}

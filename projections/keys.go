@@ -140,9 +140,21 @@ func ttlKey(pool string, deadline time.Time, kind string, ids ...string) string 
 
 // appendTTLKey appends ttlKey's key to dst.
 func appendTTLKey(dst []byte, pool string, deadline time.Time, kind string, ids ...string) []byte {
+	return appendTTLTail(appendTTLHead(dst, pool, deadline), kind, ids...)
+}
+
+// appendTTLHead appends the part of a TTL key up to its kind, which the
+// entries of a deadline share: idx/ttl/<pool>/<deadline>/.
+func appendTTLHead(dst []byte, pool string, deadline time.Time) []byte {
 	dst = appendKey(dst, prefixTTL, pool)
 	dst = appendDeadline(append(dst, '/'), deadline)
-	dst = append(append(append(dst, '/'), kind...), '/')
+	return append(dst, '/')
+}
+
+// appendTTLTail appends the rest of a TTL key after its head:
+// <kind>/<ids>.
+func appendTTLTail(dst []byte, kind string, ids ...string) []byte {
+	dst = append(append(dst, kind...), '/')
 	return appendKey(dst, "", ids...)
 }
 
