@@ -206,7 +206,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 	families := [...]emitter{
 		func(put func(k, v []byte) error) error { // alloc/<pool>/<alloc>
 			var key, val []byte
-			var known knownPlain
+			var known rowMemo
 			for _, l := range lists {
 				key = poolHead(key, prefixAlloc, l.p.ID)
 				head := len(key)
@@ -226,7 +226,7 @@ func (f *fold) materialize(dir string, popts *pebble.Options, format sstable.Tab
 		},
 		func(put func(k, v []byte) error) error { // eval/<pool>/<eval>
 			var key, val []byte
-			var known knownPlain
+			var known rowMemo
 			for _, l := range lists {
 				key = poolHead(key, prefixEval, l.p.ID)
 				head := len(key)

@@ -25,15 +25,10 @@ type rowJSON struct {
 
 // plain reports whether encoding/json writes s between quotes unchanged:
 // printable ASCII without '"', '\\' and the HTML characters it escapes.
-// It looks at eight bytes at a time (plain8), the rest one by one.
+// (A byte at a time: looking at eight at a time with bit tricks was
+// slower for ids.)
 func plain(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if !plain8(load8(s, i)) {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
+	for i := 0; i < len(s); i++ {
 		if !plainByte[s[i]] {
 			return false
 		}
@@ -60,17 +55,6 @@ const (
 func hasByte(x uint64, c byte) bool {
 	v := x ^ ones*uint64(c)
 	return (v-ones)&^v&highs != 0
-}
-
-// plain8 reports whether the eight bytes of x are all bytes that plain
-// accepts: none below 0x20 or above 0x7e (the bit tricks of "hasless"
-// and "hasmore", exact for whether any byte is), none of the five
-// escaped.
-func plain8(x uint64) bool {
-	if ((x-ones*0x20)&^x|(x+ones)|x)&highs != 0 {
-		return false
-	}
-	return !hasByte(x, '"') && !hasByte(x, '\\') && !hasByte(x, '<') && !hasByte(x, '>') && !hasByte(x, '&')
 }
 
 // plainByte tells the bytes that plain accepts: one load per byte.
@@ -112,12 +96,13 @@ func (w *rowJSON) strKnown(field, s string, known *string) {
 	w.b = append(w.b, '"')
 }
 
-// time writes t as ts formats it (the zero time as "").
-func (w *rowJSON) time(field string, t time.Time) {
+// time writes t as ts formats it (the zero time as ""); seen is the
+// field's last second (see appendRFC3339Seen).
+func (w *rowJSON) time(field string, t time.Time, seen *lastSecond) {
 	w.b = append(w.b, field...)
 	w.b = append(w.b, '"')
 	if !t.IsZero() {
-		w.b = appendRFC3339(w.b, t)
+		w.b = appendRFC3339Seen(w.b, t, seen)
 	}
 	w.b = append(w.b, '"')
 }
@@ -126,7 +111,7 @@ func (w *rowJSON) time(field string, t time.Time) {
 // holds ts(t)).
 func (w *rowJSON) timeOmit(field string, t time.Time) {
 	if !t.IsZero() {
-		w.time(field, t)
+		w.time(field, t, nil)
 	}
 }
 
@@ -241,17 +226,20 @@ func marshalWorker(dst []byte, v *workerRow) ([]byte, error) {
 	return w.done(v)
 }
 
-// knownPlain holds, field by field, the last string that a row encoder
-// found plain (see strKnown): one per goroutine writing rows.
-type knownPlain struct {
+// rowMemo holds what a row encoder remembers from row to row, one per
+// goroutine writing rows: field by field, the last string it found plain
+// (see strKnown), and the last second of times (see appendRFC3339Seen).
+type rowMemo struct {
 	pool, status, topic, strategy, locality, result string
+
+	submitted, queued, deadline, placed lastSecond
 }
 
 // appendEvalRow appends the row of eval e of pool to dst: the bytes of
 // marshalEval(evalView(pool, e)), written from the fold's eval without
 // building the view (the bulk load writes every row this way;
 // TestRowsFromTheFoldLikeViews).
-func appendEvalRow(dst []byte, pool string, e *state.Eval, known *knownPlain) ([]byte, error) {
+func appendEvalRow(dst []byte, pool string, e *state.Eval, known *rowMemo) ([]byte, error) {
 	if len(e.Payload()) == 0 {
 		w := rowJSON{b: dst[:0], ok: true}
 		w.strKnown(`{"pool_id":`, pool, &known.pool)
@@ -262,8 +250,8 @@ func appendEvalRow(dst []byte, pool string, e *state.Eval, known *knownPlain) ([
 		w.int(`,"attempts":`, int64(e.Attempts))
 		w.int(`,"next_attempt":`, int64(e.NextAttempt))
 		w.strOmit(`,"alloc_id":`, e.AllocID)
-		w.time(`,"submitted_at":`, e.SubmittedAt())
-		w.time(`,"queued_at":`, e.QueuedAt())
+		w.time(`,"submitted_at":`, e.SubmittedAt(), &known.submitted)
+		w.time(`,"queued_at":`, e.QueuedAt(), &known.queued)
 		w.timeOmit(`,"ended_at":`, e.EndedAt())
 		w.strOmit(`,"reason":`, e.Reason())
 		if r := string(e.Result()); r != "" {
@@ -282,7 +270,7 @@ func appendEvalRow(dst []byte, pool string, e *state.Eval, known *knownPlain) ([
 // appendAllocRow appends the row of alloc a of pool to dst: the bytes of
 // marshalAlloc(allocView(pool, a)), written from the fold's alloc without
 // building the view.
-func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *knownPlain) ([]byte, error) {
+func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *rowMemo) ([]byte, error) {
 	if a.Completion() == nil {
 		w := rowJSON{b: dst[:0], ok: true}
 		w.strKnown(`{"pool_id":`, pool, &known.pool)
@@ -292,9 +280,9 @@ func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *knownPlain) 
 		w.strOmit(`,"dataset_id":`, a.DatasetID)
 		w.int(`,"size":`, a.Size)
 		w.int(`,"attempt":`, int64(a.Attempt))
-		w.time(`,"deadline":`, a.Deadline())
+		w.time(`,"deadline":`, a.Deadline(), &known.deadline)
 		w.strKnown(`,"status":`, string(a.Status()), &known.status)
-		w.time(`,"placed_at":`, a.PlacedAt())
+		w.time(`,"placed_at":`, a.PlacedAt(), &known.placed)
 		w.timeOmit(`,"ended_at":`, a.EndedAt())
 		w.strKnown(`,"topic":`, a.Topic(), &known.topic)
 		pl := a.Placement()

@@ -22,12 +22,17 @@ const (
 
 // appendRFC3339 appends t in UTC as time.RFC3339Nano formats it: the
 // fraction without trailing zeros, none if it is zero.
-func appendRFC3339(dst []byte, t time.Time) []byte {
+func appendRFC3339(dst []byte, t time.Time) []byte { return appendRFC3339Seen(dst, t, nil) }
+
+// appendRFC3339Seen is appendRFC3339 with the last second it formatted
+// (consecutive rows' times often fall in the same second): seen may be
+// nil.
+func appendRFC3339Seen(dst []byte, t time.Time, seen *lastSecond) []byte {
 	sec := t.Unix()
 	if sec < minFastUnixSecond || sec > maxFastUnixSecond {
 		return t.UTC().AppendFormat(dst, time.RFC3339Nano)
 	}
-	dst = appendCivil(dst, sec)
+	dst = seen.append(dst, sec)
 	if ns := t.Nanosecond(); ns != 0 {
 		var frac [10]byte
 		frac[0] = '.'
@@ -51,7 +56,8 @@ func appendDeadline(dst []byte, t time.Time) []byte {
 	if sec < minFastUnixSecond || sec > maxFastUnixSecond {
 		return t.UTC().AppendFormat(dst, deadlineLayout)
 	}
-	dst = appendCivil(dst, sec)
+	civil := civilOf(sec)
+	dst = append(dst, civil[:]...)
 	var frac [11]byte
 	frac[0], frac[10] = '.', 'Z'
 	ns := t.Nanosecond()
@@ -62,9 +68,28 @@ func appendDeadline(dst []byte, t time.Time) []byte {
 	return append(dst, frac[:]...)
 }
 
-// appendCivil appends the UTC date and time of day of the Unix second sec
-// (of years 0000-9999) as 2006-01-02T15:04:05.
-func appendCivil(dst []byte, sec int64) []byte {
+// lastSecond is the last second formatted, and its civilOf.
+type lastSecond struct {
+	sec   int64
+	set   bool
+	civil [19]byte
+}
+
+// append appends civilOf(sec), from s if it holds sec (s may be nil).
+func (s *lastSecond) append(dst []byte, sec int64) []byte {
+	if s == nil {
+		civil := civilOf(sec)
+		return append(dst, civil[:]...)
+	}
+	if !s.set || s.sec != sec {
+		s.sec, s.set, s.civil = sec, true, civilOf(sec)
+	}
+	return append(dst, s.civil[:]...)
+}
+
+// civilOf is the UTC date and time of day of the Unix second sec (of
+// years 0000-9999) as 2006-01-02T15:04:05.
+func civilOf(sec int64) [19]byte {
 	// Days since -0400-03-01 (a year then ends with February, whose leap
 	// day is the last day of the year; starting 400 years early keeps
 	// every count non-negative): the civil-from-days algorithm of
@@ -87,7 +112,7 @@ func appendCivil(dst []byte, sec int64) []byte {
 		year++
 	}
 	hour, minute, second := clock/3600, clock/60%60, clock%60
-	b := [19]byte{
+	return [19]byte{
 		byte('0' + year/1000), byte('0' + year/100%10), byte('0' + year/10%10), byte('0' + year%10), '-',
 		byte('0' + month/10), byte('0' + month%10), '-',
 		byte('0' + day/10), byte('0' + day%10), 'T',
@@ -95,5 +120,4 @@ func appendCivil(dst []byte, sec int64) []byte {
 		byte('0' + minute/10), byte('0' + minute%10), ':',
 		byte('0' + second/10), byte('0' + second%10),
 	}
-	return append(dst, b[:]...)
 }

@@ -6,12 +6,18 @@ import (
 	"time"
 )
 
+// seen is the last second that checkTimeFormat formatted.
+var seen lastSecond
+
 // checkTimeFormat compares the hand-written formats of t with the time
 // package's.
 func checkTimeFormat(t *testing.T, tm time.Time) {
 	t.Helper()
 	if got, want := string(appendRFC3339([]byte("x"), tm)), "x"+tm.UTC().Format(time.RFC3339Nano); got != want {
 		t.Fatalf("%v (unix %d.%09d): RFC 3339 %q, time.Format gives %q", tm, tm.Unix(), tm.Nanosecond(), got, want)
+	}
+	if got, want := string(appendRFC3339Seen([]byte("x"), tm, &seen)), "x"+tm.UTC().Format(time.RFC3339Nano); got != want {
+		t.Fatalf("%v (unix %d.%09d, last second %d): RFC 3339 %q, time.Format gives %q", tm, tm.Unix(), tm.Nanosecond(), seen.sec, got, want)
 	}
 	if got, want := string(appendDeadline([]byte("x"), tm)), "x"+tm.UTC().Format(deadlineLayout); got != want {
 		t.Fatalf("%v (unix %d.%09d): deadline %q, time.Format gives %q", tm, tm.Unix(), tm.Nanosecond(), got, want)
@@ -60,6 +66,12 @@ func TestTimeFormatLikeTimeFormat(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for d := time.Date(1899, 12, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2301; d = d.AddDate(0, 0, 1) {
 		checkTimeFormat(t, d.Add(time.Duration(rng.Int64N(int64(24*time.Hour)))))
+	}
+	// Runs of times a few milliseconds apart (the same second, then the
+	// next, as the rows of a round of placements).
+	for tm, i := time.Date(2026, 11, 26, 23, 59, 58, 0, time.UTC), 0; i < 5000; i++ {
+		checkTimeFormat(t, tm)
+		tm = tm.Add(time.Duration(rng.Int64N(3)) * time.Millisecond)
 	}
 	// Random times: any second of years -100 to 10100, with nanoseconds
 	// of every length (zeros at the end, none at all, or milliseconds
