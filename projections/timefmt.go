@@ -10,8 +10,9 @@ import "time"
 // (TestTimeFormatLikeTimeFormat); years outside 0000-9999, which the log
 // never carries, are left to the time package.
 
-// secondsPerDay and the days from 0000-03-01 to 1970-01-01 (in the
-// proleptic Gregorian calendar).
+// The calendar's numbers (proleptic Gregorian): daysToUnixEpoch is the
+// days from 0000-03-01 to 1970-01-01; the fast path formats the seconds
+// from minFastUnixSecond to maxFastUnixSecond (years 0000-9999).
 const (
 	secondsPerDay     = 86400
 	daysToUnixEpoch   = 719468
