@@ -543,9 +543,15 @@ func (s *dataScanner) sharedStr() (string, bool) {
 
 // stringCache is a direct-mapped cache of recently decoded strings, safe
 // for concurrent use. A slot holds the last string that hashed to it.
+//
+// A replay of the c1m gate's history cycles through 5,000 worker ids, as
+// many topics and 1,000 dataset ids: in 8,192 slots, three strings in four
+// shared a slot with another and missed on every visit (a copy and a store
+// each time); in 65,536 slots (512 KiB) more than four in five have a slot
+// of their own.
 type stringCache struct {
 	seed  maphash.Seed
-	slots [1 << 13]atomic.Pointer[string]
+	slots [1 << 16]atomic.Pointer[string]
 }
 
 var shared = &stringCache{seed: maphash.MakeSeed()}
