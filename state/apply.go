@@ -163,6 +163,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			ev.more().payload = d.Payload
 		}
 		p.evals[ev.ID] = ev
+		if len(p.evals) == presizeAt {
+			p.evals = presized(s, p.evals)
+		}
 		p.queue.push(ev)
 	case events.EvalRejectedData:
 		ev := p.evals[d.EvalID]
@@ -200,7 +203,12 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		ev.end(evalDeadLetteredCode, e.At)
 		ev.setReason(d.Reason)
 	case events.AllocPlacedData:
-		return p.place(e, d)
+		if err := p.place(e, d); err != nil {
+			return err
+		}
+		if len(p.allocs) == presizeAt {
+			p.allocs = presized(s, p.allocs)
+		}
 	case events.AllocCompletedData:
 		a := p.allocs[d.AllocID]
 		if a == nil {
