@@ -244,7 +244,12 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 }
 
 func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
-	ev := p.evals[d.EvalID]
+	// The scheduler places in queue order: the eval is most often the
+	// first pending one, found without a lookup among all the pool's evals.
+	ev := p.queue.firstIf(d.EvalID)
+	if ev == nil {
+		ev = p.evals[d.EvalID]
+	}
 	switch {
 	case ev == nil:
 		return reject(e, "unknown eval %s", d.EvalID)
