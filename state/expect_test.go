@@ -49,7 +49,7 @@ func TestPresizedKeepsEveryEntry(t *testing.T) {
 		m[string(rune('a'+i%26))+string(rune(i))] = i
 		s.Applied++
 	}
-	got := presized(s, m)
+	got := presized(s, m, 0)
 	if len(got) != len(m) {
 		t.Fatalf("presized table holds %d entries, want %d", len(got), len(m))
 	}

@@ -87,6 +87,13 @@ func (s *State) Expect(n int64) {
 	s.expectFrom, s.expectTo = s.Applied, s.Applied+max(n, 0)
 }
 
+// expecting reports whether events that Expect announced are still to come.
+func (s *State) expecting() bool { return s.expectTo > s.Applied }
+
+// runningPresizeAt is the count of running allocs at which a worker's map
+// of them is sized, once, for the events Expect announced.
+const runningPresizeAt = 32
+
 // presizeAt is the size at which a pool's table of evals or allocs is
 // sized for the events that Expect announced: late enough that the
 // proportion of such events is known, early enough that most growth is
@@ -97,8 +104,8 @@ const presizeAt = 1 << 16
 // still to come will add if that is much more than m holds. m got len(m)
 // entries from the events applied since Expect (at most: it may hold older
 // ones), and each event to come is taken to add as many in proportion,
-// with an eighth to spare.
-func presized[V any](s *State, m map[string]V) map[string]V {
+// with an eighth to spare, up to most entries if most is positive.
+func presized[V any](s *State, m map[string]V, most int64) map[string]V {
 	seen, left := s.Applied-s.expectFrom, s.expectTo-s.Applied
 	if seen <= 0 || left <= 0 {
 		return m
@@ -106,6 +113,9 @@ func presized[V any](s *State, m map[string]V) map[string]V {
 	n := int64(len(m))
 	want := n + min(left*n/seen, left)
 	want += want / 8
+	if most > 0 {
+		want = min(want, most)
+	}
 	if want < 2*n {
 		return m // growing as it comes costs as little
 	}
@@ -284,6 +294,9 @@ type Worker struct {
 
 	// free is the worker's place in its pool's FreeIndex.
 	free freeSlot
+	// presized tells whether Running was sized for the events Expect
+	// announced.
+	presized bool
 }
 
 // Free is the capacity not used by running allocs.
