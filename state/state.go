@@ -84,7 +84,7 @@ func New() *State { return &State{pools: make(map[string]*Pool)} }
 // the proportion seen so far, instead of growing them step by step. It
 // changes no result; without it (or with a wrong n) the fold is the same.
 func (s *State) Expect(n int64) {
-	s.expectFrom, s.expectTo = s.Applied, s.Applied+max(n, 0)
+	s.expectFrom, s.expectTo = s.Applied, s.Applied+min(max(n, 0), 1<<50)
 }
 
 // expecting reports whether events that Expect announced are still to come.
@@ -100,6 +100,10 @@ const runningPresizeAt = 32
 // saved.
 const presizeAt = 1 << 16
 
+// maxPresize bounds the entries a table is sized for, whatever Expect
+// announced.
+const maxPresize = 1 << 24
+
 // presized returns m, or a copy of it sized for what the expected events
 // still to come will add if that is much more than m holds. m got len(m)
 // entries from the events applied since Expect (at most: it may hold older
@@ -111,8 +115,8 @@ func presized[V any](s *State, m map[string]V, most int64) map[string]V {
 		return m
 	}
 	n := int64(len(m))
-	want := n + min(left*n/seen, left)
-	want += want / 8
+	want := n + int64(min(float64(left)*float64(n)/float64(seen), float64(left)))
+	want = min(want+want/8, maxPresize)
 	if most > 0 {
 		want = min(want, most)
 	}
