@@ -38,6 +38,9 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte(envJSON("worker.heartbeat", `{"worker_id":"w","deadline":"2026-11-26T20:38:45.5+01:00","replica_deadline":"2026-11-26T19:38:45Z","alloc_deadline":"2026-11-26T19:38:45Z","datasets":[],"allocs":null}`)))
 	f.Add([]byte(envJSON("pool.deleted", "{}")))
 	f.Add([]byte(`{"id":"x","type":"pool.deleted","v":1,"pool":"p","at":"2026-11-26T19:38:45.123+05:00","data":{}}`))
+	// Data before type: the fast path cannot decode it in place.
+	f.Add([]byte(`{"data":{"alloc_id":"a","eval_id":"e","worker_id":"w","size":1,"attempt":1,"deadline":"2026-11-26T19:38:45.1Z","topic":"t","strategy":"spread","locality":"none","candidates":0,"waited_ms":0,"basis":0},"id":"x","type":"alloc.placed","v":1,"pool":"p","at":"2026-11-26T19:38:45.123Z"}`))
+	f.Add([]byte(`{"id":"x","type":"eval.submitted","v":1,"pool":"p","at":"2026-11-26T19:38:45Z","data":{"eval_id":"e","size":1} }`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(``))
 

@@ -458,6 +458,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if bt.bulk = p.bulk(); bt.bulk {
 			limit = p.opts.MaxBulkRecords
 			ends = p.committedEnds(ctx)
+			p.expect(ends)
 			restoreGC = raiseGC()
 		}
 		for polled := false; bt.records < limit; polled = true {
@@ -521,6 +522,16 @@ func (p *Projector) committedEnds(ctx context.Context) map[int32]int64 {
 	out := make(map[int32]int64)
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out
+}
+
+// expect tells the fold how many records lie between what it folded and
+// ends, so that it sizes its tables once for them (it changes no result).
+func (p *Projector) expect(ends map[int32]int64) {
+	var n int64
+	for part, end := range ends {
+		n += max(end-p.next[part], 0)
+	}
+	p.f.st.Expect(n)
 }
 
 // reached reports whether every record below ends was folded.

@@ -163,6 +163,9 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			ev.more().payload = d.Payload
 		}
 		p.evals[ev.ID] = ev
+		if len(p.evals) == presizeAt {
+			p.evals = presized(s, p.evals, 0)
+		}
 		p.queue.push(ev)
 	case events.EvalRejectedData:
 		ev := p.evals[d.EvalID]
@@ -200,7 +203,19 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		ev.end(evalDeadLetteredCode, e.At)
 		ev.setReason(d.Reason)
 	case events.AllocPlacedData:
-		return p.place(e, d)
+		w, err := p.place(e, d)
+		if err != nil {
+			return err
+		}
+		if len(p.allocs) == presizeAt {
+			p.allocs = presized(s, p.allocs, 0)
+		}
+		if len(w.Running) == runningPresizeAt && !w.presized && s.expecting() {
+			// Once per worker: its running allocs come and go around this
+			// size. Their count never exceeds its capacity.
+			w.presized = true
+			w.Running = presized(s, w.Running, w.Capacity)
+		}
 	case events.AllocCompletedData:
 		a := p.allocs[d.AllocID]
 		if a == nil {
@@ -235,28 +250,34 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 	return nil
 }
 
-func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
-	ev := p.evals[d.EvalID]
+// place applies an alloc.placed and returns the worker it placed on.
+func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) (*Worker, error) {
+	// The scheduler places in queue order: the eval is most often the
+	// first pending one, found without a lookup among all the pool's evals.
+	ev := p.queue.firstIf(d.EvalID)
+	if ev == nil {
+		ev = p.evals[d.EvalID]
+	}
 	switch {
 	case ev == nil:
-		return reject(e, "unknown eval %s", d.EvalID)
+		return nil, reject(e, "unknown eval %s", d.EvalID)
 	case ev.status != evalPendingCode:
-		return reject(e, "eval %s is %s", ev.ID, ev.Status())
+		return nil, reject(e, "eval %s is %s", ev.ID, ev.Status())
 	case p.allocs[d.AllocID] != nil:
-		return reject(e, "alloc %s already exists", d.AllocID)
+		return nil, reject(e, "alloc %s already exists", d.AllocID)
 	case d.Size != ev.Size:
-		return reject(e, "alloc size %d differs from eval size %d", d.Size, ev.Size)
+		return nil, reject(e, "alloc size %d differs from eval size %d", d.Size, ev.Size)
 	case d.Attempt != ev.NextAttempt:
-		return reject(e, "attempt %d, expected %d", d.Attempt, ev.NextAttempt)
+		return nil, reject(e, "attempt %d, expected %d", d.Attempt, ev.NextAttempt)
 	}
 	w := p.workers[d.WorkerID]
 	switch {
 	case w == nil:
-		return reject(e, "unknown worker %s", d.WorkerID)
+		return nil, reject(e, "unknown worker %s", d.WorkerID)
 	case !w.Deadline.After(e.At):
-		return reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
+		return nil, reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
 	case d.Size > w.Free():
-		return reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
+		return nil, reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
 	}
 	// The alloc shares the strings that the eval and worker hold already.
 	dataset, topic := d.DatasetID, d.Topic
@@ -281,7 +302,7 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	p.queue.remove(ev)
 	ev.status, ev.Attempts, ev.AllocID = evalPlacedCode, d.Attempt, a.ID
 	ev.setReason("")
-	return nil
+	return w, nil
 }
 
 // endAlloc ends a running alloc and returns its capacity to its worker.

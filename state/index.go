@@ -113,6 +113,16 @@ func (q *Queue) remove(e *Eval) {
 	}
 }
 
+// firstIf returns the first pending eval if its id is id, else nil. (A
+// pending eval is the pool's eval of its id: the pool's evals are looked up
+// by id only when it is not first.)
+func (q *Queue) firstIf(id string) *Eval {
+	if q.head != nil && q.head.eval.ID == id {
+		return q.head.eval
+	}
+	return nil
+}
+
 // QueueSeq is a pending eval's place in queue order: it grows with every
 // push, so of two pending evals the one with the smaller QueueSeq is ahead.
 // It is 0 for an eval that is not pending. (The sequence lives in the queue

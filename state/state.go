@@ -69,10 +69,66 @@ type State struct {
 	Applied int64
 	// Rejected counts events that did not apply.
 	Rejected int64
+	// expectFrom and expectTo are the counts of Applied between which
+	// the events Expect announced come.
+	expectFrom, expectTo int64
 }
 
 // New returns an empty state.
 func New() *State { return &State{pools: make(map[string]*Pool)} }
+
+// Expect tells the fold that about n more events are coming, as a consumer
+// that knows where the log ends does before a replay (a rebuild, a bulk
+// load). It only sizes memory: a pool whose evals or allocs grow many
+// sizes their tables once for what the events to come will likely add, in
+// the proportion seen so far, instead of growing them step by step. It
+// changes no result; without it (or with a wrong n) the fold is the same.
+func (s *State) Expect(n int64) {
+	s.expectFrom, s.expectTo = s.Applied, s.Applied+min(max(n, 0), 1<<50)
+}
+
+// expecting reports whether events that Expect announced are still to come.
+func (s *State) expecting() bool { return s.expectTo > s.Applied }
+
+// runningPresizeAt is the count of running allocs at which a worker's map
+// of them is sized, once, for the events Expect announced.
+const runningPresizeAt = 32
+
+// presizeAt is the size at which a pool's table of evals or allocs is
+// sized for the events that Expect announced: late enough that the
+// proportion of such events is known, early enough that most growth is
+// saved.
+const presizeAt = 1 << 16
+
+// maxPresize bounds the entries a table is sized for, whatever Expect
+// announced.
+const maxPresize = 1 << 24
+
+// presized returns m, or a copy of it sized for what the expected events
+// still to come will add if that is much more than m holds. m got len(m)
+// entries from the events applied since Expect (at most: it may hold older
+// ones), and each event to come is taken to add as many in proportion,
+// with an eighth to spare, up to most entries if most is positive.
+func presized[V any](s *State, m map[string]V, most int64) map[string]V {
+	seen, left := s.Applied-s.expectFrom, s.expectTo-s.Applied
+	if seen <= 0 || left <= 0 {
+		return m
+	}
+	n := int64(len(m))
+	want := n + int64(min(float64(left)*float64(n)/float64(seen), float64(left)))
+	want = min(want+want/8, maxPresize)
+	if most > 0 {
+		want = min(want, most)
+	}
+	if want < 2*n {
+		return m // growing as it comes costs as little
+	}
+	out := make(map[string]V, want)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
 
 // Pool returns the pool with the given id, or nil.
 func (s *State) Pool(id string) *Pool { return s.pools[id] }
@@ -242,6 +298,9 @@ type Worker struct {
 
 	// free is the worker's place in its pool's FreeIndex.
 	free freeSlot
+	// presized tells whether Running was sized for the events Expect
+	// announced.
+	presized bool
 }
 
 // Free is the capacity not used by running allocs.
