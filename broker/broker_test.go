@@ -321,13 +321,16 @@ func TestWaitReady(t *testing.T) {
 		t.Fatalf("WaitReady on a running broker: %v", err)
 	}
 
-	// A port nothing listens on.
+	// A port that accepts connections and never answers: held for the
+	// whole test, so that no other test's broker can take it (a closed
+	// port was, now and then, reused by a broker of a package tested at
+	// the same time, and WaitReady then rightly succeeded).
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ln.Close()
 	dead := ln.Addr().String()
-	ln.Close()
 	dcl, err := kgo.NewClient(kgo.SeedBrokers(dead))
 	if err != nil {
 		t.Fatal(err)
