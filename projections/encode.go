@@ -72,6 +72,11 @@ func (w *rowJSON) str(field, s string) {
 		w.ok = false
 		return
 	}
+	w.quoted(field, s)
+}
+
+// quoted appends field and s between quotes (s is plain).
+func (w *rowJSON) quoted(field, s string) {
 	w.b = append(w.b, field...)
 	w.b = append(w.b, '"')
 	w.b = append(w.b, s...)
@@ -90,10 +95,7 @@ func (w *rowJSON) strKnown(field, s string, known *string) {
 		}
 		*known = s
 	}
-	w.b = append(w.b, field...)
-	w.b = append(w.b, '"')
-	w.b = append(w.b, s...)
-	w.b = append(w.b, '"')
+	w.quoted(field, s)
 }
 
 // time writes t as ts formats it (the zero time as ""); seen is the

@@ -194,14 +194,7 @@ func BenchmarkDecodeHistory(b *testing.B) {
 // BenchmarkApplyHistory measures Apply alone over the decoded history.
 func BenchmarkApplyHistory(b *testing.B) {
 	h := bxHistory(100_000, 5_000)
-	es := make([]events.Envelope, len(h))
-	for i, r := range h {
-		e, err := events.Unmarshal(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		es[i] = e
-	}
+	es := bxDecoded(b, h)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := bxCPU()
@@ -254,14 +247,7 @@ func BenchmarkApplyHistory1M(b *testing.B) {
 		nEvals, nWorkers = 10_000, 50
 	}
 	h := bxHistory(nEvals, nWorkers)
-	es := make([]events.Envelope, len(h))
-	for i, r := range h {
-		e, err := events.Unmarshal(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		es[i] = e
-	}
+	es := bxDecoded(b, h)
 	h = nil
 	for _, expect := range []bool{false, true} {
 		b.Run(fmt.Sprintf("expect=%v", expect), func(b *testing.B) {
@@ -288,4 +274,17 @@ func BenchmarkApplyHistory1M(b *testing.B) {
 			b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
 		})
 	}
+}
+
+// bxDecoded decodes a history's records.
+func bxDecoded(b *testing.B, h [][]byte) []events.Envelope {
+	es := make([]events.Envelope, len(h))
+	for i, r := range h {
+		e, err := events.Unmarshal(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		es[i] = e
+	}
+	return es
 }
