@@ -126,8 +126,14 @@ func startLine(t *testing.T, tweak func(*config.Config)) *line {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, testkit.Timeout, "healthy", func() bool { _, err := c.Health(context.Background()); return err == nil })
-	if _, err := c.CreatePool(context.Background(), api.CreatePoolRequest{PoolId: ptr("p")}); err != nil {
+	created, err := c.CreatePool(context.Background(), api.CreatePoolRequest{PoolId: ptr("p")})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Queries read views that follow the log: the tests' queries (which
+	// pass no index) find the pool once the views applied its creation.
+	if _, _, err := c.GetPool(context.Background(), "p", client.Q{Index: created.Position, Wait: 30 * time.Second}); err != nil {
+		t.Fatalf("the views do not show pool p: %v", err)
 	}
 	return &line{cfg: cfg, brokers: emb.Addrs(), c: c}
 }

@@ -88,12 +88,24 @@ func (s *Service) CreatePool(ctx context.Context, c CreatePool) (PoolCreated, er
 		if err != nil {
 			return PoolCreated{}, err
 		}
+		// A pool's first commands (register workers, submit evals)
+		// come at once: answer when this ingest's own view holds the
+		// pool, so that they find it without a 404 however far the
+		// view is behind (the pool exists in the log either way; the
+		// wait is bounded).
+		wctx, cancel := context.WithTimeout(ctx, createdWait)
+		_ = s.view.WaitApplied(wctx, pos)
+		cancel()
 		return PoolCreated{ID: c.ID, Strategy: c.Strategy, LocalityWait: events.ToMillis(c.LocalityWait).Duration(),
 			Delivery: c.Delivery, Position: pos}, nil
 	}
 }
 
 var errExists = fmt.Errorf("exists")
+
+// createdWait bounds how long CreatePool waits for the service's view to
+// apply the new pool before it answers.
+const createdWait = 10 * time.Second
 
 // PoolDisbanded answers DisbandPool.
 type PoolDisbanded struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/line-sched/line/config"
 	"github.com/line-sched/line/events"
 	"github.com/line-sched/line/ingest"
+	"github.com/line-sched/line/state"
 	"github.com/line-sched/line/testkit"
 )
 
@@ -58,6 +59,13 @@ func TestCatchUpAfterBatch(t *testing.T) {
 	pool := poolOn("cu-", 1)
 	if _, err := svc.CreatePool(ctx, ingest.CreatePool{ID: pool}); err != nil {
 		t.Fatal(err)
+	}
+	// The answer comes once the service's view holds the pool: the
+	// pool's next commands find it at once.
+	known := false
+	svc.View().Read(func(st *state.State) { known = st.Pool(pool) != nil })
+	if !known {
+		t.Fatalf("CreatePool answered before the service's view held pool %s", pool)
 	}
 	res, err := svc.SubmitEvals(ctx, pool, []ingest.SubmitEval{{ID: "a"}, {ID: "b", Size: 2}})
 	if err != nil {
