@@ -161,58 +161,6 @@ func (w *rowJSON) done(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-func marshalEval(dst []byte, v *EvalView) ([]byte, error) {
-	if len(v.Payload) > 0 {
-		return json.Marshal(v)
-	}
-	w := rowJSON{b: dst[:0], ok: true}
-	w.str(`{"pool_id":`, v.PoolID)
-	w.str(`,"eval_id":`, v.EvalID)
-	w.strOmit(`,"dataset_id":`, v.DatasetID)
-	w.int(`,"size":`, v.Size)
-	w.str(`,"status":`, v.Status)
-	w.int(`,"attempts":`, int64(v.Attempts))
-	w.int(`,"next_attempt":`, int64(v.NextAttempt))
-	w.strOmit(`,"alloc_id":`, v.AllocID)
-	w.str(`,"submitted_at":`, v.SubmittedAt)
-	w.str(`,"queued_at":`, v.QueuedAt)
-	w.strOmit(`,"ended_at":`, v.EndedAt)
-	w.strOmit(`,"reason":`, v.Reason)
-	w.strOmit(`,"result":`, v.Result)
-	w.str(`,"position":`, v.Position)
-	w.raw("}")
-	return w.done(v)
-}
-
-func marshalAlloc(dst []byte, v *AllocView) ([]byte, error) {
-	if v.Completion != nil {
-		return json.Marshal(v)
-	}
-	w := rowJSON{b: dst[:0], ok: true}
-	w.str(`{"pool_id":`, v.PoolID)
-	w.str(`,"alloc_id":`, v.AllocID)
-	w.str(`,"eval_id":`, v.EvalID)
-	w.str(`,"worker_id":`, v.WorkerID)
-	w.strOmit(`,"dataset_id":`, v.DatasetID)
-	w.int(`,"size":`, v.Size)
-	w.int(`,"attempt":`, int64(v.Attempt))
-	w.str(`,"deadline":`, v.Deadline)
-	w.str(`,"status":`, v.Status)
-	w.str(`,"placed_at":`, v.PlacedAt)
-	w.strOmit(`,"ended_at":`, v.EndedAt)
-	w.str(`,"topic":`, v.Topic)
-	pl := v.Placement
-	w.str(`,"placement":{"strategy":`, string(pl.Strategy))
-	w.str(`,"locality":`, string(pl.Locality))
-	w.int(`,"candidates":`, int64(pl.Candidates))
-	w.int(`,"waited_ms":`, pl.WaitedMs)
-	w.int(`,"basis":`, pl.Basis)
-	w.raw("}")
-	w.strOmit(`,"expiry_reason":`, v.ExpiryReason)
-	w.raw("}")
-	return w.done(v)
-}
-
 func marshalWorker(dst []byte, v *workerRow) ([]byte, error) {
 	w := rowJSON{b: dst[:0], ok: true}
 	w.str(`{"pool_id":`, v.PoolID)
@@ -238,9 +186,10 @@ type rowMemo struct {
 }
 
 // appendEvalRow appends the row of eval e of pool to dst: the bytes of
-// marshalEval(evalView(pool, e)), written from the fold's eval without
-// building the view (the bulk load writes every row this way;
-// TestRowsFromTheFoldLikeViews).
+// json.Marshal(evalView(pool, e)), written from the fold's eval without
+// building the view (batches and the bulk load write every eval row this
+// way; TestRowsFromTheFoldLikeViews). Payloads and strings that
+// encoding/json would escape go to encoding/json.
 func appendEvalRow(dst []byte, pool string, e *state.Eval, known *rowMemo) ([]byte, error) {
 	if len(e.Payload()) == 0 {
 		w := rowJSON{b: dst[:0], ok: true}
@@ -265,13 +214,13 @@ func appendEvalRow(dst []byte, pool string, e *state.Eval, known *rowMemo) ([]by
 			return w.b, nil
 		}
 	}
-	v := evalView(pool, e)
-	return marshalEval(dst, &v)
+	return json.Marshal(evalView(pool, e))
 }
 
 // appendAllocRow appends the row of alloc a of pool to dst: the bytes of
-// marshalAlloc(allocView(pool, a)), written from the fold's alloc without
-// building the view.
+// json.Marshal(allocView(pool, a)), written from the fold's alloc without
+// building the view. Completions and strings that encoding/json would
+// escape go to encoding/json.
 func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *rowMemo) ([]byte, error) {
 	if a.Completion() == nil {
 		w := rowJSON{b: dst[:0], ok: true}
@@ -300,6 +249,5 @@ func appendAllocRow(dst []byte, pool string, a *state.Alloc, known *rowMemo) ([]
 			return w.b, nil
 		}
 	}
-	v := allocView(pool, a)
-	return marshalAlloc(dst, &v)
+	return json.Marshal(allocView(pool, a))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/line-sched/line/audit/audittest"
 	"github.com/line-sched/line/events"
@@ -73,23 +74,59 @@ func TestEncodeRowsLikeEncodingJSON(t *testing.T) {
 		return []string{s(), s()}
 	}
 	for i := range 3000 {
-		check(EvalView{PoolID: s(), EvalID: s(), DatasetID: s(), Size: int64(i) - 5, Status: s(), Attempts: i % 4, NextAttempt: i % 3,
-			AllocID: s(), SubmittedAt: s(), QueuedAt: s(), EndedAt: s(), Reason: s(), Result: s(), Position: s()})
-		var payload json.RawMessage
-		if i%7 == 0 {
-			payload = json.RawMessage(fmt.Sprintf(`{"k": "<%d>"}`, i))
-		}
-		check(EvalView{PoolID: s(), EvalID: s(), Payload: payload})
-		var c *CompletionView
-		if i%5 == 0 {
-			code := int32(i)
-			c = &CompletionView{Status: events.CompletionStatus(s()), ExitCode: &code, Message: s()}
-		}
-		check(AllocView{PoolID: s(), AllocID: s(), EvalID: s(), WorkerID: s(), DatasetID: s(), Size: int64(i), Attempt: i % 3,
-			Deadline: s(), Status: s(), PlacedAt: s(), EndedAt: s(), Topic: s(), Completion: c, ExpiryReason: s(),
-			Placement: PlacementView{Strategy: events.Strategy(s()), Locality: events.Locality(s()), Candidates: i, WaitedMs: int64(i) * 3, Basis: -int64(i)}})
 		check(workerRow{PoolID: s(), WorkerID: s(), Capacity: int64(i), Used: int64(i / 2), Free: int64(i - i/2), Deadline: s(), Topic: s(),
 			RegisteredAt: s(), Datasets: ss()})
+	}
+	// Evals and allocs are encoded from the fold: a fold of events full
+	// of awkward strings (what the fold accepts of them), every row
+	// against encoding/json's bytes of its view.
+	f := newFold()
+	at := time.Date(2026, 11, 27, 7, 0, 0, 123456789, time.UTC)
+	for i := range 3000 {
+		pool := fmt.Sprintf("%s%d", s(), i%7)
+		worker, eval, alloc := s()+"w", fmt.Sprintf("%se%d", s(), i), fmt.Sprintf("%sa%d", s(), i)
+		at = at.Add(time.Duration(i%3) * 1500 * time.Microsecond)
+		var payload json.RawMessage
+		if i%7 == 0 {
+			payload = json.RawMessage(fmt.Sprintf(`{"k":"<%d>"}`, i))
+		}
+		code := int32(i)
+		for k, d := range []events.Data{
+			events.PoolCreatedData{Strategy: events.Spread},
+			events.WorkerRegisteredData{WorkerID: worker, Capacity: 1 << 20, Topic: s(), Deadline: at.Add(time.Hour), Datasets: []string{s()}},
+			events.EvalSubmittedData{EvalID: eval, DatasetID: s(), Size: int64(i%4) + 1, Payload: payload},
+			events.AllocPlacedData{AllocID: alloc, EvalID: eval, WorkerID: worker, Size: int64(i%4) + 1, Attempt: 1,
+				Deadline: at.Add(time.Minute), Topic: s(), Strategy: events.Strategy(s()), Locality: events.Locality(s())},
+			events.AllocCompletedData{AllocID: alloc, Status: events.CompletionStatus(s()), ExitCode: &code, Message: s()},
+		} {
+			if k == 4 && i%5 != 0 {
+				continue
+			}
+			_ = f.apply(events.New(pool, at, d), events.Position{Offset: int64(5*i + k)}, nil)
+		}
+	}
+	var known rowMemo
+	evals, allocs := 0, 0
+	for _, p := range f.st.Pools() {
+		for _, e := range p.Evals() {
+			got, err := appendEvalRow(nil, p.ID, e, &known)
+			want, _ := json.Marshal(evalView(p.ID, e))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("eval row\n  %s (%v)\nencoding/json gives\n  %s", got, err, want)
+			}
+			evals++
+		}
+		for _, a := range p.Allocs() {
+			got, err := appendAllocRow(nil, p.ID, a, &known)
+			want, _ := json.Marshal(allocView(p.ID, a))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("alloc row\n  %s (%v)\nencoding/json gives\n  %s", got, err, want)
+			}
+			allocs++
+		}
+	}
+	if evals < 1000 || allocs < 300 {
+		t.Fatalf("the awkward fold holds %d evals and %d allocs, want more", evals, allocs)
 	}
 }
 

@@ -298,15 +298,15 @@ func (f *fold) eachRow(t *touched, emit func(row) error) error {
 			return err
 		}
 	}
+	var known rowMemo
 	for k, old := range t.evals {
 		key = appendKey(key[:0], prefixEval, k.pool, k.id)
 		var v []byte
 		var index []string
 		var err error
 		if e := f.eval(k.pool, k.id); e != nil {
-			r := evalView(k.pool, e)
-			v, err = marshalEval(value[:0], &r)
-			index = r.indexKeys()
+			v, err = appendEvalRow(value[:0], k.pool, e, &known)
+			index = evalIndex(k.pool, e.ID, string(e.Status()))
 		}
 		if err := put(old, v, index, err); err != nil {
 			return err
@@ -318,8 +318,7 @@ func (f *fold) eachRow(t *touched, emit func(row) error) error {
 		var index []string
 		var err error
 		if a := f.alloc(k.pool, k.id); a != nil {
-			r := allocView(k.pool, a)
-			v, err = marshalAlloc(value[:0], &r)
+			v, err = appendAllocRow(value[:0], k.pool, a, &known)
 			index = allocIndex(k.pool, a.ID, a.WorkerID(), string(a.Status()), a.Deadline())
 		}
 		if err := put(old, v, index, err); err != nil {

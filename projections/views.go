@@ -285,18 +285,15 @@ var time0 time.Time
 
 // marshal encodes a row. encoding/json writes struct fields in order and
 // the views hold no maps, so equal views give equal bytes.
-// The hot rows are encoded by hand, to the same bytes (see encode.go).
+// The hot rows are encoded by hand, to the same bytes (see encode.go):
+// workers here, evals and allocs from the fold (appendEvalRow,
+// appendAllocRow).
 func marshal(v any) ([]byte, error) { return appendRow(make([]byte, 0, 512), v) }
 
 // appendRow encodes a row like marshal, into dst's memory if it is large
 // enough (the result may be dst, overwritten, or a new slice).
 func appendRow(dst []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case EvalView:
-		return marshalEval(dst, &v)
-	case AllocView:
-		return marshalAlloc(dst, &v)
-	case workerRow:
+	if v, ok := v.(workerRow); ok {
 		return marshalWorker(dst, &v)
 	}
 	return json.Marshal(v)
