@@ -450,7 +450,10 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		// Large fetches: the default 1 MiB per partition is ~3,000 events.
-		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes))...)
+		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes),
+		// Fetched records and their decompressed bytes are used again
+		// once taken (below), not left to the collector.
+		kgo.WithPools(events.NewReadPools()))...)
 	if err != nil {
 		return err
 	}
@@ -486,6 +489,9 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		}
 		for _, d := range f {
 			rd.take(d)
+			// take keeps copies: the decoded envelope holds none of
+			// the record's bytes.
+			d.r.Recycle()
 		}
 	}
 	progress(true)

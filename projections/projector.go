@@ -121,6 +121,9 @@ type Projector struct {
 	// touched is the rows named by the batch being folded; its maps are
 	// cleared and reused from batch to batch.
 	touched *touched
+	// spare holds the slices of folded polls for the reader's next ones
+	// (*[]decoded).
+	spare sync.Pool
 	// reading is set while the reader decodes a poll not yet queued.
 	reading atomic.Bool
 	// resumed is the checkpoint found at open: records below it are
@@ -213,6 +216,9 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		// partition is ~3,000 events, and a batch takes what is buffered.
 		kgo.FetchMaxBytes(fetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(fetchMaxBytes),
+		// Fetched records and their decompressed bytes are used again
+		// once folded (Run recycles them), not left to the collector.
+		kgo.WithPools(events.NewReadPools()),
 	}, opts.ClientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -487,7 +493,9 @@ func (p *Projector) Run(ctx context.Context) error {
 				break
 			}
 			p.fold(pl, bt)
-			if ends == nil && len(pl.recs) < p.pollSize() {
+			n := len(pl.recs)
+			p.release(pl)
+			if ends == nil && n < p.pollSize() {
 				break // caught up with what was fetched
 			}
 		}
@@ -582,7 +590,7 @@ func (p *Projector) read(ctx context.Context, polls chan<- poll) {
 				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
-		pl := poll{recs: make([]decoded, 0, fs.NumRecords())}
+		pl := poll{recs: p.recsOf(fs.NumRecords())}
 		fs.EachRecord(func(r *kgo.Record) { pl.recs = append(pl.recs, decoded{r: r}) })
 		p.decode(pl.recs)
 		if len(pl.recs) == 0 {
@@ -596,6 +604,27 @@ func (p *Projector) read(ctx context.Context, polls chan<- poll) {
 			return
 		}
 	}
+}
+
+// recsOf returns an empty slice for n decoded records: one that a folded
+// poll left (release), if it has the room.
+func (p *Projector) recsOf(n int) []decoded {
+	if v, ok := p.spare.Get().(*[]decoded); ok && cap(*v) >= n {
+		return (*v)[:0]
+	}
+	return make([]decoded, 0, n)
+}
+
+// release recycles the records of a folded poll and keeps its slice for
+// the next: the fold holds nothing of either (the decoded events copy
+// every string and payload out of the records' bytes).
+func (p *Projector) release(pl poll) {
+	for i := range pl.recs {
+		pl.recs[i].r.Recycle()
+	}
+	clear(pl.recs)
+	recs := pl.recs[:0]
+	p.spare.Put(&recs)
 }
 
 // decodeChunk is the fewest records a decoding goroutine takes: below
