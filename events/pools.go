@@ -75,4 +75,3 @@ const minDecompressBytes = 1 << 20
 // PutDecompressBytes takes back a slice of GetDecompressBytes
 // (kgo.PoolDecompressBytes); the client has zeroed it.
 func (p *ReadPools) PutDecompressBytes(b []byte) { p.bytes.Put(&b) }
-
