@@ -192,7 +192,7 @@ func (k *check) ending(id, what string) {
 		k.flag(KindAllocNotLive, true, "%s of alloc %s, which already %s at %s", what, id, a.Status(), events.FormatTime(a.EndedAt()))
 		return
 	}
-	if w := k.p.Worker(a.WorkerID()); w != nil && w.Running[a.ID] != nil {
+	if w := k.p.Worker(a.WorkerID()); w != nil && w.Runs(a) {
 		k.worker, k.wasRunning = w, true
 	}
 }

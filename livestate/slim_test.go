@@ -88,7 +88,7 @@ func TestSlimFoldsTheSame(t *testing.T) {
 	}
 	for _, w := range fp.Workers() {
 		s := sp.Worker(w.ID)
-		if s == nil || s.Used != w.Used || s.Capacity != w.Capacity || len(s.Running) != len(w.Running) || len(s.Replicas) != len(w.Replicas) {
+		if s == nil || s.Used != w.Used || s.Capacity != w.Capacity || s.NumRunning() != w.NumRunning() || len(s.Replicas) != len(w.Replicas) {
 			t.Errorf("worker %s: full %+v, slimmed %+v", w.ID, w, s)
 		}
 	}

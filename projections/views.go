@@ -191,7 +191,7 @@ func workerRowOf(pool string, w *state.Worker) workerRow {
 // workerView is the worker as queries return it, from the fold (tests
 // compare it with what queries assemble from the views).
 func workerView(pool string, w *state.Worker) WorkerView {
-	running := make([]string, 0, len(w.Running))
+	running := make([]string, 0, w.NumRunning())
 	for _, a := range w.RunningAllocs() {
 		running = append(running, a.ID)
 	}

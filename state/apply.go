@@ -102,7 +102,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			return reject(e, "worker %s already registered", d.WorkerID)
 		}
 		w := &Worker{ID: d.WorkerID, Capacity: d.Capacity, Deadline: d.Deadline, Topic: d.Topic,
-			RegisteredAt: e.At, Replicas: make(map[string]time.Time), Running: make(map[string]*Alloc)}
+			RegisteredAt: e.At, Replicas: make(map[string]time.Time)}
 		p.workers[w.ID] = w
 		p.ttl.put(workerTTL(w))
 		for _, ds := range d.Datasets {
@@ -120,7 +120,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			p.putReplica(w, ds, d.ReplicaDeadline)
 		}
 		for _, id := range d.Allocs {
-			if a := w.Running[id]; a != nil {
+			if a := p.allocs[id]; a != nil && w.Runs(a) {
 				nd := later(a.Deadline(), d.AllocDeadline)
 				p.ttl.move(allocTTL(a), nd)
 				a.deadline = toStamp(nd)
@@ -131,8 +131,8 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		if w == nil {
 			return reject(e, "unknown worker %s", d.WorkerID)
 		}
-		if len(w.Running) > 0 {
-			return reject(e, "worker %s still has %d running allocs", w.ID, len(w.Running))
+		if n := w.NumRunning(); n > 0 {
+			return reject(e, "worker %s still has %d running allocs", w.ID, n)
 		}
 		for ds := range w.Replicas {
 			p.dropReplica(w, ds)
@@ -141,8 +141,8 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.ttl.remove(workerTTL(w))
 		delete(p.workers, w.ID)
 		// Its allocs keep the worker for its id and topic: drop its (now
-		// empty) maps so that their buckets do not stay with it.
-		w.Running, w.Replicas = nil, nil
+		// empty) map and list so that their memory does not stay with it.
+		w.running, w.Replicas = nil, nil
 	case events.ReplicaExpiredData:
 		w := p.workers[d.WorkerID]
 		if w == nil {
@@ -203,18 +203,11 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		ev.end(evalDeadLetteredCode, e.At)
 		ev.setReason(d.Reason)
 	case events.AllocPlacedData:
-		w, err := p.place(e, d)
-		if err != nil {
+		if err := p.place(e, d); err != nil {
 			return err
 		}
 		if len(p.allocs) == presizeAt {
 			p.allocs = presized(s, p.allocs, 0)
-		}
-		if len(w.Running) == runningPresizeAt && !w.presized && s.expecting() {
-			// Once per worker: its running allocs come and go around this
-			// size. Their count never exceeds its capacity.
-			w.presized = true
-			w.Running = presized(s, w.Running, w.Capacity)
 		}
 	case events.AllocCompletedData:
 		a := p.allocs[d.AllocID]
@@ -250,8 +243,8 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 	return nil
 }
 
-// place applies an alloc.placed and returns the worker it placed on.
-func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) (*Worker, error) {
+// place applies an alloc.placed.
+func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	// The scheduler places in queue order: the eval is most often the
 	// first pending one, found without a lookup among all the pool's evals.
 	ev := p.queue.firstIf(d.EvalID)
@@ -260,24 +253,24 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) (*Worker, erro
 	}
 	switch {
 	case ev == nil:
-		return nil, reject(e, "unknown eval %s", d.EvalID)
+		return reject(e, "unknown eval %s", d.EvalID)
 	case ev.status != evalPendingCode:
-		return nil, reject(e, "eval %s is %s", ev.ID, ev.Status())
+		return reject(e, "eval %s is %s", ev.ID, ev.Status())
 	case p.allocs[d.AllocID] != nil:
-		return nil, reject(e, "alloc %s already exists", d.AllocID)
+		return reject(e, "alloc %s already exists", d.AllocID)
 	case d.Size != ev.Size:
-		return nil, reject(e, "alloc size %d differs from eval size %d", d.Size, ev.Size)
+		return reject(e, "alloc size %d differs from eval size %d", d.Size, ev.Size)
 	case d.Attempt != ev.NextAttempt:
-		return nil, reject(e, "attempt %d, expected %d", d.Attempt, ev.NextAttempt)
+		return reject(e, "attempt %d, expected %d", d.Attempt, ev.NextAttempt)
 	}
 	w := p.workers[d.WorkerID]
 	switch {
 	case w == nil:
-		return nil, reject(e, "unknown worker %s", d.WorkerID)
+		return reject(e, "unknown worker %s", d.WorkerID)
 	case !w.Deadline.After(e.At):
-		return nil, reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
+		return reject(e, "worker %s expired at %s", w.ID, events.FormatTime(w.Deadline))
 	case d.Size > w.Free():
-		return nil, reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
+		return reject(e, "worker %s has %d free, alloc needs %d: overcommit", w.ID, w.Free(), d.Size)
 	}
 	// The alloc shares the strings that the eval and worker hold already.
 	dataset, topic := d.DatasetID, d.Topic
@@ -296,13 +289,13 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) (*Worker, erro
 		Candidates: d.Candidates, WaitedMs: d.WaitedMs, Basis: d.Basis})
 	p.allocs[a.ID] = a
 	p.ttl.put(allocTTL(a))
-	w.Running[a.ID] = a
+	w.addRunning(a)
 	w.Used += a.Size
 	p.free.update(w)
 	p.queue.remove(ev)
 	ev.status, ev.Attempts, ev.AllocID = evalPlacedCode, d.Attempt, a.ID
 	ev.setReason("")
-	return w, nil
+	return nil
 }
 
 // endAlloc ends a running alloc and returns its capacity to its worker.
@@ -310,8 +303,8 @@ func (p *Pool) endAlloc(a *Alloc, status allocCode, at time.Time) {
 	p.ttl.remove(allocTTL(a))
 	a.status = status
 	a.more().endedAt = toStamp(at)
-	if w := p.workers[a.WorkerID()]; w != nil && w.Running[a.ID] != nil {
-		delete(w.Running, a.ID)
+	if w := p.workers[a.WorkerID()]; w != nil && w.Runs(a) {
+		w.dropRunning(a)
 		w.Used -= a.Size
 		p.free.update(w)
 	}

@@ -459,7 +459,7 @@ func TestApplyWorkerRegistered(t *testing.T) {
 	f.ok(fxPool, fxAt(2), fxRegistered("w1", 8, fxAt(32), "d1", "d2"))
 	w := f.worker("w1")
 	if w.ID != "w1" || w.Capacity != 8 || w.Used != 0 || w.Free() != 8 || !w.Deadline.Equal(fxAt(32)) ||
-		w.Topic != "line.allocs.p1.w1" || !w.RegisteredAt.Equal(fxAt(2)) || len(w.Running) != 0 {
+		w.Topic != "line.allocs.p1.w1" || !w.RegisteredAt.Equal(fxAt(2)) || w.NumRunning() != 0 {
 		t.Errorf("worker = %+v", w)
 	}
 	if got := w.Datasets(); !slices.Equal(got, []string{"d1", "d2"}) {
@@ -674,7 +674,7 @@ func TestApplyAllocExpired(t *testing.T) {
 	if a.Status() != AllocExpired || !a.EndedAt().Equal(fxAt(61)) || a.ExpiryReason() != "no heartbeat" || a.Completion() != nil {
 		t.Errorf("expired alloc = %+v", a)
 	}
-	if w.Used != 0 || len(w.Running) != 0 || w.Free() != 10 {
+	if w.Used != 0 || w.NumRunning() != 0 || w.Free() != 10 {
 		t.Errorf("capacity not returned on expiry: used %d", w.Used)
 	}
 	// The eval waits for the retry decision: placed, not queued.
@@ -809,7 +809,7 @@ func TestApplyAllocPlaced(t *testing.T) {
 	if e.Status() != EvalPlaced || e.Attempts != 1 || e.AllocID != "a1" || e.NextAttempt != 1 {
 		t.Errorf("eval = %+v", e)
 	}
-	if w.Used != 4 || w.Free() != 2 || w.Running["a1"] != a {
+	if w.Used != 4 || w.Free() != 2 || !w.Runs(a) || f.pool().Alloc("a1") != a {
 		t.Errorf("worker = %+v", w)
 	}
 	if fxQueue(f.pool()) != "e2,e3" {
@@ -843,8 +843,8 @@ func TestApplyAllocCompleted(t *testing.T) {
 	if e.Status() != EvalCompleted || e.Result() != events.Failed || !e.EndedAt().Equal(fxAt(9)) {
 		t.Errorf("eval = %+v", e)
 	}
-	if w.Used != 0 || len(w.Running) != 0 {
-		t.Errorf("capacity not returned: used %d running %d", w.Used, len(w.Running))
+	if w.Used != 0 || w.NumRunning() != 0 {
+		t.Errorf("capacity not returned: used %d running %d", w.Used, w.NumRunning())
 	}
 	f.reject(fxPool, fxAt(10), fxCompleted("a9"), "unknown alloc a9")
 }
@@ -881,8 +881,8 @@ func TestApplyCapacityReturnsExactlyOnce(t *testing.T) {
 		t.Errorf("free %d used %d after rejected releases, want 8, 2", free(), w1.Used)
 	}
 	f.ok(fxPool, fxAt(63), fxCompleted("a3"))
-	if free() != 10 || w1.Used != 0 || len(w1.Running) != 0 || f.pool().Free().MaxFree() != 10 {
-		t.Errorf("after every alloc ended: free %d used %d running %d", free(), w1.Used, len(w1.Running))
+	if free() != 10 || w1.Used != 0 || w1.NumRunning() != 0 || f.pool().Free().MaxFree() != 10 {
+		t.Errorf("after every alloc ended: free %d used %d running %d", free(), w1.Used, w1.NumRunning())
 	}
 }
 

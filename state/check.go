@@ -115,10 +115,15 @@ func (c *poolCheck) checkWorkers() {
 			bad(errs, "worker %s indexed as %s", w.ID, id)
 		}
 		var used int64
-		for aid, a := range w.Running {
+		for i, a := range w.running {
 			c.runningEntries++
-			if a.ID != aid || a.Status() != AllocRunning || a.WorkerID() != w.ID {
-				bad(errs, "worker %s: running alloc %s inconsistent", w.ID, aid)
+			if a == nil {
+				bad(errs, "worker %s: running slot %d empty", w.ID, i)
+				continue
+			}
+			// An alloc listed twice has one slot: the other listing fails.
+			if int(a.slot) != i || a.Status() != AllocRunning || a.worker != w {
+				bad(errs, "worker %s: running alloc %s inconsistent", w.ID, a.ID)
 			}
 			used += a.Size
 		}
@@ -149,9 +154,9 @@ func (c *poolCheck) checkWorkers() {
 func (c *poolCheck) checkRunningListed() {
 	p := c.p
 	for _, w := range p.workers {
-		for aid, a := range w.Running {
-			if a.ID == aid && a.Status() == AllocRunning && a.WorkerID() == w.ID && p.allocs[aid] != a {
-				bad(&c.workerErrs, "worker %s: running alloc %s inconsistent", w.ID, aid)
+		for i, a := range w.running {
+			if a != nil && int(a.slot) == i && a.Status() == AllocRunning && a.worker == w && p.allocs[a.ID] != a {
+				bad(&c.workerErrs, "worker %s: running alloc %s inconsistent", w.ID, a.ID)
 			}
 		}
 	}
@@ -187,7 +192,7 @@ func (c *poolCheck) checkAllocs() {
 		case AllocRunning:
 			c.running++
 			w := p.workers[a.WorkerID()]
-			if w == nil || w.Running[a.ID] != a {
+			if w == nil || !w.Runs(a) {
 				bad(errs, "running alloc %s not running on worker %s", a.ID, a.WorkerID())
 			}
 			if ev := p.evals[a.EvalID]; ev == nil || ev.Status() != EvalPlaced || ev.AllocID != a.ID {
@@ -320,4 +325,23 @@ func (c *poolCheck) checkTTL() {
 		}
 		return true
 	})
+	n := 0
+	p.ttl.allocs.Ascend(func(b *allocBucket) bool {
+		if len(b.allocs) == 0 {
+			bad(errs, "TTL bucket at %d.%09d empty", b.sec, b.nsec)
+		}
+		for i, a := range b.allocs {
+			n++
+			// An alloc listed twice has one slot: the other listing fails.
+			d := a.Deadline()
+			if int(a.ttlSlot) != i || d.Unix() != b.sec || int32(d.Nanosecond()) != b.nsec ||
+				p.allocs[a.ID] != a || a.Status() != AllocRunning {
+				bad(errs, "TTL entry of alloc %s stale", a.ID)
+			}
+		}
+		return true
+	})
+	if n != p.ttl.nallocs {
+		bad(errs, "TTL buckets hold %d allocs, counted %d", n, p.ttl.nallocs)
+	}
 }

@@ -45,15 +45,16 @@ func TestCheckConcurrently(t *testing.T) {
 			w := p.Workers()[3]
 			a := w.RunningAllocs()[0]
 			cp := *a
-			w.Running[a.ID] = &cp
-			return func() { w.Running[a.ID] = a }
+			w.running[a.slot] = &cp
+			return func() { w.running[a.slot] = a }
 		}},
 		{"a worker lists an alloc the pool does not have", "inconsistent", func() func() {
 			w := p.Workers()[5]
 			a := *w.RunningAllocs()[0]
 			a.ID = "orphan"
-			w.Running[a.ID] = &a
-			return func() { delete(w.Running, a.ID) }
+			a.slot = int32(len(w.running))
+			w.running = append(w.running, &a)
+			return func() { w.running = w.running[:a.slot] }
 		}},
 		{"a worker uses more than its allocs", "running allocs sum to", func() func() {
 			w := p.Workers()[7]

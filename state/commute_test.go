@@ -39,9 +39,9 @@ func TestCommutesWithPlacementsAgreesWithApply(t *testing.T) {
 		return s
 	}
 	other := ""
-	for id, a := range foldTo(k).Pool(p.Pool).Worker(pd.WorkerID).Running {
-		if id != pd.AllocID && a.Status() == AllocRunning {
-			other = id
+	for _, a := range foldTo(k).Pool(p.Pool).Worker(pd.WorkerID).RunningAllocs() {
+		if a.ID != pd.AllocID && a.Status() == AllocRunning {
+			other = a.ID
 			break
 		}
 	}

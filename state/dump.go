@@ -150,8 +150,8 @@ func dumpPoolOf(p *Pool) dumpPool {
 		for ds, at := range w.Replicas {
 			dw.Replicas[ds] = dumpTime(at)
 		}
-		for id := range w.Running {
-			dw.Running = append(dw.Running, id)
+		for _, a := range w.running {
+			dw.Running = append(dw.Running, a.ID)
 		}
 		slices.Sort(dw.Running)
 		d.Workers = append(d.Workers, dw)

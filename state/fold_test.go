@@ -100,9 +100,9 @@ func fxInvariants(s *State) string {
 				return "Worker(id) disagrees with Workers()"
 			}
 			var sum int64
-			for id, a := range w.Running {
-				if a.ID != id || a.Status() != AllocRunning || a.WorkerID() != w.ID || p.Alloc(id) != a {
-					return fmt.Sprintf("worker %s lists alloc %s (%s on %s) as running", w.ID, id, a.Status(), a.WorkerID())
+			for _, a := range w.RunningAllocs() {
+				if a.Status() != AllocRunning || a.WorkerID() != w.ID || p.Alloc(a.ID) != a || !w.Runs(a) {
+					return fmt.Sprintf("worker %s lists alloc %s (%s on %s) as running", w.ID, a.ID, a.Status(), a.WorkerID())
 				}
 				sum += a.Size
 			}
@@ -138,7 +138,7 @@ func fxInvariants(s *State) string {
 			}
 			if a.Status() == AllocRunning {
 				w := p.Worker(a.WorkerID())
-				if w == nil || w.Running[a.ID] != a {
+				if w == nil || !w.Runs(a) {
 					return "running alloc " + a.ID + " not on its worker"
 				}
 				runningOf[a.EvalID]++
@@ -316,7 +316,7 @@ func (g *fxGen) next() (string, events.Data) {
 		w := from(workers, "w", 5)
 		if g.sensible() {
 			for _, id := range workers {
-				if len(p.Worker(id).Running) == 0 {
+				if p.Worker(id).NumRunning() == 0 {
 					w = id
 				}
 			}

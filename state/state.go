@@ -90,10 +90,6 @@ func (s *State) Expect(n int64) {
 // expecting reports whether events that Expect announced are still to come.
 func (s *State) expecting() bool { return s.expectTo > s.Applied }
 
-// runningPresizeAt is the count of running allocs at which a worker's map
-// of them is sized, once, for the events Expect announced.
-const runningPresizeAt = 32
-
 // presizeAt is the size at which a pool's table of evals or allocs is
 // sized for the events that Expect announced: late enough that the
 // proportion of such events is known, early enough that most growth is
@@ -293,14 +289,40 @@ type Worker struct {
 	RegisteredAt time.Time
 	// Replicas maps each dataset the worker holds to its deadline.
 	Replicas map[string]time.Time
-	// Running holds the ids of the worker's running allocs.
-	Running map[string]*Alloc
+
+	// running lists the worker's running allocs, in no order: each one's
+	// slot is its index here. A list, not a map by id: a placement
+	// appends to it and an alloc's end swaps the last one into its slot,
+	// with no hashing and no table to grow or for the collector to scan.
+	running []*Alloc
 
 	// free is the worker's place in its pool's FreeIndex.
 	free freeSlot
-	// presized tells whether Running was sized for the events Expect
-	// announced.
-	presized bool
+}
+
+// NumRunning is the number of the worker's running allocs.
+func (w *Worker) NumRunning() int { return len(w.running) }
+
+// Runs reports whether a is one of the worker's running allocs.
+func (w *Worker) Runs(a *Alloc) bool {
+	i := int(a.slot)
+	return i < len(w.running) && w.running[i] == a
+}
+
+// addRunning lists a, placed on the worker, as running.
+func (w *Worker) addRunning(a *Alloc) {
+	a.slot = int32(len(w.running))
+	w.running = append(w.running, a)
+}
+
+// dropRunning takes a, one of the worker's running allocs, off the list:
+// the last one takes its slot.
+func (w *Worker) dropRunning(a *Alloc) {
+	last := len(w.running) - 1
+	moved := w.running[last]
+	w.running[a.slot], moved.slot = moved, a.slot
+	w.running[last] = nil
+	w.running = w.running[:last]
 }
 
 // Free is the capacity not used by running allocs.
@@ -318,10 +340,7 @@ func (w *Worker) Datasets() []string {
 
 // RunningAllocs returns the worker's running allocs sorted by id.
 func (w *Worker) RunningAllocs() []*Alloc {
-	out := make([]*Alloc, 0, len(w.Running))
-	for _, a := range w.Running {
-		out = append(out, a)
-	}
+	out := slices.Clone(w.running)
 	sortByID(out, (*Alloc).id)
 	return out
 }
@@ -471,9 +490,14 @@ type Alloc struct {
 	waitedMs       events.Millis
 	basis          int64
 	candidates     int32
-	status         allocCode
-	strategy       strategyCode
-	locality       localityCode
+	// slot is the alloc's index in its worker's list of running allocs
+	// while it runs (see Worker.Runs), ttlSlot in its deadline's bucket
+	// of the pool's TTLIndex.
+	slot     int32
+	ttlSlot  int32
+	status   allocCode
+	strategy strategyCode
+	locality localityCode
 	// extra holds what most allocs never set; nil until one is.
 	extra *allocExtra
 }

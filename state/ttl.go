@@ -3,6 +3,7 @@ package state
 import (
 	"cmp"
 	"encoding/binary"
+	"math"
 	"time"
 
 	"github.com/google/btree"
@@ -54,17 +55,56 @@ type TTLEntry struct {
 //
 // Order: deadline, then kind (alloc, worker, replica), then alloc id, or
 // worker id and dataset id.
+//
+// Running allocs, most of the entries, are held apart from the others:
+// one bucket per deadline, each listing its allocs in no order (a round
+// of placements shares one deadline, so a placement appends to the bucket
+// of the one before), sorted by id only when listed. Putting and removing
+// an alloc's deadline costs no comparison of ids and moves no entries but
+// one, and the buckets hold pointers only to the allocs.
 type TTLIndex struct {
+	// tree holds the deadlines of workers and replicas.
 	tree *btree.BTreeG[ttlItem]
+	// allocs holds the buckets of running allocs' deadlines.
+	allocs *btree.BTreeG[*allocBucket]
+	// last is the bucket of the last alloc put or removed, if it is
+	// still indexed.
+	last *allocBucket
+	// probe is the key of bucket lookups.
+	probe allocBucket
+	// nallocs is the number of allocs in the buckets.
+	nallocs int
 }
+
+// allocBucket is the running allocs with one deadline (an instant), in no
+// order: each one's ttlSlot is its index in allocs.
+type allocBucket struct {
+	sec    int64
+	nsec   int32
+	allocs []*Alloc
+}
+
+func lessBucket(a, b *allocBucket) bool {
+	return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec)
+}
+
+// holds reports whether a is in the bucket.
+func (b *allocBucket) holds(a *Alloc) bool {
+	i := int(a.ttlSlot)
+	return i < len(b.allocs) && b.allocs[i] == a
+}
+
+// bound is the item before every item of the bucket's deadline (kind 0).
+func (b *allocBucket) bound() ttlItem { return ttlItem{sec: b.sec, nsec: b.nsec} }
 
 // ttlItem is a TTLEntry as the index holds it: the deadline as an instant
 // (seconds and nanoseconds since the Unix epoch), which compares fast and
 // takes less room; TTLEntry's Deadline is the owner's own time value.
 //
-// An item takes 48 bytes, and the index holds one per running alloc: the
-// dataset of a replica is behind a pointer so that the id prefix fits in
-// those 48 bytes (at 56, a node of the tree takes a larger size class).
+// The tree holds the items of workers and replicas (allocs are in
+// buckets; an alloc's item serves comparisons). An item takes 48 bytes:
+// the dataset of a replica is behind a pointer so that the id prefix fits
+// in those 48 bytes (at 56, a node of the tree takes a larger size class).
 type ttlItem struct {
 	sec  int64
 	nsec int32
@@ -135,7 +175,9 @@ func (it ttlItem) after(t time.Time) bool {
 	return it.sec > sec || (it.sec == sec && it.nsec > int32(t.Nanosecond()))
 }
 
-func newTTLIndex() *TTLIndex { return &TTLIndex{tree: btree.NewG(32, lessTTL)} }
+func newTTLIndex() *TTLIndex {
+	return &TTLIndex{tree: btree.NewG(32, lessTTL), allocs: btree.NewG(32, lessBucket)}
+}
 
 // lessTTL is the index order (see TTLIndex). The id prefixes decide before
 // the ids only as a shortcut: they order ids as the strings do.
@@ -162,44 +204,149 @@ func lessTTL(a, b ttlItem) bool {
 }
 
 // Len is the number of indexed deadlines.
-func (t *TTLIndex) Len() int { return t.tree.Len() }
+func (t *TTLIndex) Len() int { return t.tree.Len() + t.nallocs }
 
 // Next returns the earliest deadline, if any: nothing expires before it.
 func (t *TTLIndex) Next() (time.Time, bool) {
-	it, ok := t.tree.Min()
-	if !ok {
-		return time.Time{}, false
+	var next time.Time
+	found := false
+	if b, ok := t.allocs.Min(); ok {
+		next, found = b.allocs[0].Deadline(), true
 	}
-	return it.entry().Deadline, true
+	if it, ok := t.tree.Min(); ok {
+		if d := it.entry().Deadline; !found || d.Before(next) {
+			next, found = d, true
+		}
+	}
+	return next, found
 }
 
 // Due calls fn for each entry whose deadline is at or before now, in index
 // order, until fn returns false. fn must not change the state.
 func (t *TTLIndex) Due(now time.Time, fn func(TTLEntry) bool) {
-	t.tree.Ascend(func(it ttlItem) bool {
-		if it.after(now) {
-			return false
-		}
-		return fn(it.entry())
-	})
+	t.ascend(true, now, fn)
 }
 
 // Each calls fn for every entry in index order until fn returns false.
-func (t *TTLIndex) Each(fn func(TTLEntry) bool) {
-	t.tree.Ascend(func(it ttlItem) bool { return fn(it.entry()) })
+func (t *TTLIndex) Each(fn func(TTLEntry) bool) { t.ascend(false, time.Time{}, fn) }
+
+// ascend calls fn for the entries in index order (if due, those with a
+// deadline at or before now) until fn returns false. It merges the
+// buckets of allocs, each sorted by id on a copy, into the tree's items:
+// at a deadline, allocs come first. It changes nothing.
+func (t *TTLIndex) ascend(due bool, now time.Time, fn func(TTLEntry) bool) {
+	from := ttlItem{sec: math.MinInt64, nsec: math.MinInt32}
+	more := true
+	items := func(it ttlItem) bool {
+		if due && it.after(now) {
+			more = false
+		} else {
+			more = fn(it.entry())
+		}
+		return more
+	}
+	var sorted []*Alloc
+	t.allocs.Ascend(func(b *allocBucket) bool {
+		bound := b.bound()
+		t.tree.AscendRange(from, bound, items)
+		if more && due && bound.after(now) {
+			more = false
+		}
+		if !more {
+			return false
+		}
+		sorted = append(sorted[:0], b.allocs...)
+		sortByID(sorted, (*Alloc).id)
+		for _, a := range sorted {
+			if !fn(TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline(), Alloc: a}) {
+				more = false
+				return false
+			}
+		}
+		from = bound
+		return true
+	})
+	if more {
+		t.tree.AscendGreaterOrEqual(from, items)
+	}
 }
 
-func (t *TTLIndex) put(e TTLEntry)    { t.tree.ReplaceOrInsert(itemOf(e)) }
-func (t *TTLIndex) remove(e TTLEntry) { t.tree.Delete(itemOf(e)) }
+func (t *TTLIndex) put(e TTLEntry) {
+	if e.Kind == TTLAlloc {
+		t.putAlloc(e.Alloc, e.Deadline)
+		return
+	}
+	t.tree.ReplaceOrInsert(itemOf(e))
+}
+
+func (t *TTLIndex) remove(e TTLEntry) {
+	if e.Kind == TTLAlloc {
+		t.removeAlloc(e.Alloc, e.Deadline)
+		return
+	}
+	t.tree.Delete(itemOf(e))
+}
 
 // move replaces old by moved, which differs only in its deadline.
 func (t *TTLIndex) move(old TTLEntry, deadline time.Time) {
 	if old.Deadline.Equal(deadline) {
 		return
 	}
-	t.tree.Delete(itemOf(old))
+	t.remove(old)
 	old.Deadline = deadline
-	t.tree.ReplaceOrInsert(itemOf(old))
+	t.put(old)
+}
+
+// putAlloc indexes a's deadline (once: an alloc has one entry at most).
+func (t *TTLIndex) putAlloc(a *Alloc, deadline time.Time) {
+	b := t.bucket(deadline)
+	if b == nil {
+		b = &allocBucket{sec: t.probe.sec, nsec: t.probe.nsec}
+		t.allocs.ReplaceOrInsert(b)
+		t.last = b
+	}
+	if b.holds(a) {
+		return
+	}
+	a.ttlSlot = int32(len(b.allocs))
+	b.allocs = append(b.allocs, a)
+	t.nallocs++
+}
+
+// removeAlloc takes a's entry at deadline out of the index, if it is there:
+// the bucket's last alloc takes its slot.
+func (t *TTLIndex) removeAlloc(a *Alloc, deadline time.Time) {
+	b := t.bucket(deadline)
+	if b == nil || !b.holds(a) {
+		return
+	}
+	last := len(b.allocs) - 1
+	moved := b.allocs[last]
+	b.allocs[a.ttlSlot], moved.ttlSlot = moved, a.ttlSlot
+	b.allocs[last] = nil
+	b.allocs = b.allocs[:last]
+	t.nallocs--
+	if last == 0 {
+		t.allocs.Delete(b)
+		if t.last == b {
+			t.last = nil
+		}
+	}
+}
+
+// bucket returns the bucket of deadline, or nil (the probe then holds the
+// deadline's instant).
+func (t *TTLIndex) bucket(deadline time.Time) *allocBucket {
+	t.probe.sec, t.probe.nsec = deadline.Unix(), int32(deadline.Nanosecond())
+	if b := t.last; b != nil && b.sec == t.probe.sec && b.nsec == t.probe.nsec {
+		return b
+	}
+	b, ok := t.allocs.Get(&t.probe)
+	if !ok {
+		return nil
+	}
+	t.last = b
+	return b
 }
 
 func allocTTL(a *Alloc) TTLEntry { return TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline(), Alloc: a} }
