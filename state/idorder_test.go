@@ -196,3 +196,18 @@ func checkListed[T comparable](t *rapid.T, what string, got []T, id func(T) stri
 		}
 	}
 }
+
+// TestIDKeyIsTheIDPrefix: idKey reads the same 8 bytes, padded the same
+// way, as idPrefixOf.
+func TestIDKeyIsTheIDPrefix(t *testing.T) {
+	for _, id := range toIDs(rand.New(rand.NewPCG(1, 1))) {
+		if got, want := idKey(id), idPrefixOf(id); got != want {
+			t.Fatalf("idKey(%q) = %#016x, idPrefixOf gives %#016x", id, got, want)
+		}
+		for depth := range len(id) + 2 {
+			if got, want := idKeyAt(id, depth), idPrefixOf(id[min(depth, len(id)):]); got != want {
+				t.Fatalf("idKeyAt(%q, %d) = %#016x, want %#016x", id, depth, got, want)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -39,41 +40,48 @@ func (o *idOrder[T]) presize(s *State) {
 
 // sorted returns the items sorted by id, in a new slice.
 func (o *idOrder[T]) sorted(id func(T) string) []T {
-	out := make([]T, len(o.items))
-	copy(out, o.items)
-	if o.descents > 0 {
-		sortByID(out, id)
+	if o.descents == 0 {
+		out := make([]T, len(o.items))
+		copy(out, o.items)
+		return out
 	}
-	return out
+	return sortedByID(o.items, id)
 }
 
-// keyed is an item with its id and an 8-byte key of that id: the id's
-// bytes from some depth on (idPrefixOf of them). Sorting keyed items by
-// (key, id) mostly reads keys held side by side and rarely follows a
-// pointer to an id's bytes, let alone to an item, which at a million items
-// are cache misses.
-type keyed[T any] struct {
-	key  uint64
-	id   string
-	item T
+// keyed stands for the item at index idx of the items being sorted, with
+// an 8-byte key of its id: the id's bytes from some depth on (idPrefixOf
+// of them). Sorting keyed values by key reads keys held side by side and
+// follows no pointer to an item or an id's bytes (at a million items,
+// cache misses) but where keys tie; holding no pointer, they cost the
+// collector nothing and moving them needs no write barrier.
+type keyed struct {
+	key uint64
+	idx uint32
+	// bucket is where a bucket sort puts it (it fills what would be
+	// padding).
+	bucket uint32
 }
 
-// idKeyAt is the key of id at depth: idPrefixOf of its bytes from depth on.
+// idKeyAt is the key of id at depth: idKey of its bytes from depth on.
 // Among ids whose bytes before depth are equal (or equal once padded with
 // zero bytes to depth), ordering by key then id is the order of the ids.
 func idKeyAt(id string, depth int) uint64 {
-	return idPrefixOf(id[min(depth, len(id)):])
+	return idKey(id[min(depth, len(id)):])
 }
 
-func lessKeyed[T any](a, b *keyed[T]) bool {
-	return a.key < b.key || a.key == b.key && a.id < b.id
-}
-
-func compareKeyed[T any](a, b keyed[T]) int {
-	if c := cmp.Compare(a.key, b.key); c != 0 {
-		return c
+// idKey is idPrefixOf(id), the first 8 bytes of id big-endian, padded
+// with zero bytes, read in one load when id has them (idPrefixOf copies
+// them through a call).
+func idKey(id string) uint64 {
+	if len(id) >= 8 {
+		return uint64(id[7]) | uint64(id[6])<<8 | uint64(id[5])<<16 | uint64(id[4])<<24 |
+			uint64(id[3])<<32 | uint64(id[2])<<40 | uint64(id[1])<<48 | uint64(id[0])<<56
 	}
-	return cmp.Compare(a.id, b.id)
+	k := uint64(0)
+	for i := range len(id) {
+		k |= uint64(id[i]) << (56 - 8*i)
+	}
+	return k
 }
 
 // Sizes that choose how keyed items are sorted.
@@ -86,158 +94,257 @@ const (
 	// maxKeyDepth bounds how deep into the ids keys are taken; ids that
 	// agree that far are sorted by comparison.
 	maxKeyDepth = 256
+	// bucketBytes is the most bytes of a key that choose its bucket.
+	bucketBytes = 4
 )
 
-// sortByID sorts items by id, exactly in the order of the ids' bytes.
-// Large sets are sorted by bucket: items are spread over about n/4
-// buckets by the value of the first 8 bytes of their id (between the
-// smallest and largest such value), with one counting pass and one pass
-// that moves each item once, and each bucket is then sorted by (key, id),
-// by insertion when it is small. Uniformly spread ids (alloc ids, hashes)
-// leave a few items in each bucket; ids that crowd into few values
-// (a common prefix, ULIDs of one second) fill large buckets, which are
-// sorted the same way on their next 8 bytes, or by comparison.
+// sortByID sorts items by id, exactly in the order of the ids' bytes
+// (sortedByID).
 func sortByID[T any](items []T, id func(T) string) {
-	n := len(items)
-	if n < 2 {
-		return
+	if len(items) > 1 {
+		copy(items, sortedByID(items, id))
 	}
-	keys := make([]uint64, n)
+}
+
+// sortedByID returns items sorted by id, exactly in the order of the ids'
+// bytes, in a new slice. Large sets are sorted by bucket: items are spread
+// over about n/4 buckets by the first bytes of their ids that differ
+// (bucketMap), with one counting pass and one pass that moves each item's
+// key once, and each bucket is then sorted by (key, id), by insertion
+// when it is small. Uniformly spread ids (alloc ids, hashes) leave a few
+// items in each bucket; ids that crowd together (a long common prefix,
+// ULIDs of one second) fill large buckets, which are sorted the same way
+// on their next bytes, or by comparison.
+func sortedByID[T any](items []T, id func(T) string) []T {
+	n := len(items)
+	out := make([]T, n)
+	if uint64(n) > math.MaxUint32 {
+		copy(out, items)
+		slices.SortStableFunc(out, func(a, b T) int { return cmp.Compare(id(a), id(b)) })
+		return out
+	}
+	s := idSorter[T]{items: items, id: id}
+	ks := make([]keyed, n)
 	lo, hi := ^uint64(0), uint64(0)
 	for i, it := range items {
-		k := idPrefixOf(id(it))
-		keys[i] = k
+		k := idKey(id(it))
+		ks[i] = keyed{key: k, idx: uint32(i)}
 		lo, hi = min(lo, k), max(hi, k)
 	}
-	ks := make([]keyed[T], n)
-	if n < bucketSortMin || lo == hi {
-		for i, it := range items {
-			ks[i] = keyed[T]{key: keys[i], id: id(it), item: it}
-		}
-		keys = nil
-		sortKeyed(ks, nil, 0)
-	} else {
-		// Spread the items straight from items into their buckets.
-		shift, nb := bucketShift(n, lo, hi)
-		start := make([]int, nb+1)
-		for _, k := range keys {
-			start[(k-lo)>>shift+1]++
-		}
-		for b := 1; b <= nb; b++ {
-			start[b] += start[b-1]
-		}
-		next := slices.Clone(start[:nb])
-		for i, it := range items {
-			b := (keys[i] - lo) >> shift
-			ks[next[b]] = keyed[T]{key: keys[i], id: id(it), item: it}
-			next[b]++
-		}
-		keys, next = nil, nil
-		sortBuckets(ks, start, 0)
-	}
+	ks = s.sort(ks, make([]keyed, n), 0, lo, hi)
 	for i := range ks {
-		items[i] = ks[i].item
+		out[i] = items[ks[i].idx]
 	}
+	return out
 }
 
-// bucketShift returns how far to shift a key's distance from lo to get its
-// bucket, so that n keys between lo and hi (lo < hi) fall in nb buckets,
-// at most about n/4.
-func bucketShift(n int, lo, hi uint64) (shift uint, nb int) {
-	b := max(bits.Len(uint(n))-2, 1)
-	shift = uint(max(bits.Len64(hi-lo)-b, 0))
-	return shift, int((hi-lo)>>shift) + 1
+// idSorter sorts keyed values standing for items.
+type idSorter[T any] struct {
+	items []T
+	id    func(T) string
 }
 
-// sortKeyed sorts ks by (key, id), where every key is taken at depth and
-// the ids' bytes before depth are equal. scratch is nil or at least as long
-// as ks.
-func sortKeyed[T any](ks, scratch []keyed[T], depth int) {
+func (s *idSorter[T]) idOf(k keyed) string { return s.id(s.items[k.idx]) }
+
+func (s *idSorter[T]) less(a, b keyed) bool {
+	return a.key < b.key || a.key == b.key && s.idOf(a) < s.idOf(b)
+}
+
+func (s *idSorter[T]) compare(a, b keyed) int {
+	if c := cmp.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return cmp.Compare(s.idOf(a), s.idOf(b))
+}
+
+// sort sorts ks by (key, id), where every key is taken at depth, lies
+// between lo and hi, and the ids' bytes before depth are equal. It
+// returns the sorted values, in ks or in scratch (as long as ks).
+func (s *idSorter[T]) sort(ks, scratch []keyed, depth int, lo, hi uint64) []keyed {
 	n := len(ks)
 	switch {
 	case n < 2:
-		return
+		return ks
 	case n <= insertionSortMax:
-		insertionSortKeyed(ks)
-		return
+		s.insertionSort(ks)
+		return ks
 	case n < bucketSortMin:
-		slices.SortFunc(ks, compareKeyed)
-		return
+		slices.SortFunc(ks, s.compare)
+		return ks
 	}
-	lo, hi := ks[0].key, ks[0].key
-	for i := range ks {
-		lo, hi = min(lo, ks[i].key), max(hi, ks[i].key)
-	}
-	if lo == hi {
-		// The ids agree on 8 more bytes: go deeper, unless every id
-		// ends there (then they differ at most in trailing zero bytes).
-		if depth += 8; depth > maxKeyDepth {
-			slices.SortFunc(ks, compareKeyed)
-			return
+	var m bucketMap
+	for {
+		m = bucketMap{}
+		m.init(lo, hi)
+		if m.first < 8 {
+			for i := range ks {
+				m.see(ks[i].key)
+			}
+			m.build(n)
+			if m.first == 0 || m.n >= max(n/4, 2)/8 {
+				break
+			}
+		}
+		// The keys agree on their first bytes and tell too few buckets
+		// apart: take them from after those bytes, unless every id ends
+		// there (then they differ at most in trailing zero bytes).
+		if depth += m.first; depth > maxKeyDepth {
+			slices.SortFunc(ks, s.compare)
+			return ks
 		}
 		longer := false
+		lo, hi = ^uint64(0), uint64(0)
 		for i := range ks {
-			ks[i].key = idKeyAt(ks[i].id, depth)
-			longer = longer || len(ks[i].id) > depth
+			id := s.idOf(ks[i])
+			k := idKeyAt(id, depth)
+			ks[i].key = k
+			lo, hi = min(lo, k), max(hi, k)
+			longer = longer || len(id) > depth
 		}
 		if !longer {
-			slices.SortFunc(ks, compareKeyed)
-			return
+			slices.SortFunc(ks, s.compare)
+			return ks
 		}
-		sortKeyed(ks, scratch, depth)
-		return
 	}
-	shift, nb := bucketShift(n, lo, hi)
-	start := make([]int, nb+1)
+	start := make([]uint32, m.n+1)
 	for i := range ks {
-		start[(ks[i].key-lo)>>shift+1]++
+		b := m.bucket(ks[i].key)
+		ks[i].bucket = b
+		start[b+1]++
 	}
-	for b := 1; b <= nb; b++ {
+	for b := 1; b <= m.n; b++ {
 		start[b] += start[b-1]
 	}
-	if len(scratch) < n {
-		scratch = make([]keyed[T], n)
+	next := slices.Clone(start[:m.n])
+	for _, k := range ks {
+		scratch[next[k.bucket]] = k
+		next[k.bucket]++
 	}
-	next := slices.Clone(start[:nb])
-	for i := range ks {
-		b := (ks[i].key - lo) >> shift
-		scratch[next[b]] = ks[i]
-		next[b]++
-	}
-	copy(ks, scratch[:n])
-	sortBuckets(ks, start, depth)
-}
-
-// sortBuckets sorts each bucket of ks, the items from start[b] to
-// start[b+1], by (key, id). Every bucket is smaller than ks (at least two
-// hold items), so that sorting one by bucket again ends.
-func sortBuckets[T any](ks []keyed[T], start []int, depth int) {
-	var scratch []keyed[T]
-	for b := 0; b+1 < len(start); b++ {
-		bucket := ks[start[b]:start[b+1]]
+	next = nil
+	// Every bucket is smaller than ks (lo and hi fall in different
+	// ones), so that sorting one by bucket again ends.
+	for b := range m.n {
+		bucket := scratch[start[b]:start[b+1]]
 		switch {
 		case len(bucket) < 2:
 		case len(bucket) <= insertionSortMax:
-			insertionSortKeyed(bucket)
+			s.insertionSort(bucket)
 		default:
-			if len(scratch) < len(bucket) {
-				scratch = make([]keyed[T], len(bucket))
+			blo, bhi := bucket[0].key, bucket[0].key
+			for _, k := range bucket {
+				blo, bhi = min(blo, k.key), max(bhi, k.key)
 			}
-			sortKeyed(bucket, scratch, depth)
+			if sorted := s.sort(bucket, ks[start[b]:start[b+1]], depth, blo, bhi); &sorted[0] != &bucket[0] {
+				copy(bucket, sorted)
+			}
 		}
 	}
+	return scratch
 }
 
-// insertionSortKeyed sorts a few keyed items by (key, id).
-func insertionSortKeyed[T any](ks []keyed[T]) {
+// insertionSort sorts a few keyed values by (key, id).
+func (s *idSorter[T]) insertionSort(ks []keyed) {
 	for i := 1; i < len(ks); i++ {
 		x := ks[i]
 		j := i
-		for ; j > 0 && lessKeyed(&x, &ks[j-1]); j-- {
+		for ; j > 0 && s.less(x, ks[j-1]); j-- {
 			ks[j] = ks[j-1]
 		}
 		ks[j] = x
 	}
+}
+
+// bucketMap maps keys between lo and hi (lo < hi) to buckets in their
+// order: a key's bucket is made of the ranks of its bytes, from the first
+// byte in which lo and hi differ on (bytes before it are the same in every
+// key), among the values each of those bytes takes in the keys. As many
+// bytes are taken as the number of buckets allows, the last one perhaps
+// in part. Ids often use a few byte values (base32, digits): ranking the
+// values that occur, rather than cutting the keys' range in equal parts,
+// keeps buckets from being left empty while others fill.
+type bucketMap struct {
+	// first is the first byte that differs; used the bytes taken.
+	first, used int
+	// seen marks the values each byte takes.
+	seen [bucketBytes][256]bool
+	// part holds what each value of each byte adds to the bucket.
+	part [bucketBytes][256]uint32
+	// n is the number of buckets.
+	n int
+}
+
+func (m *bucketMap) init(lo, hi uint64) {
+	m.first = bits.LeadingZeros64(lo^hi) / 8
+	m.used = min(bucketBytes, 8-m.first)
+}
+
+// byteAt returns byte first+j of k.
+func (m *bucketMap) byteAt(k uint64, j int) byte { return byte(k >> (56 - 8*uint(m.first+j))) }
+
+// see notes the byte values of k.
+func (m *bucketMap) see(k uint64) {
+	for j := range m.used {
+		m.seen[j][m.byteAt(k, j)] = true
+	}
+}
+
+// build sets the buckets for n keys: at most about n/4, at least two.
+func (m *bucketMap) build(n int) {
+	target := max(n/4, 2)
+	var radix [bucketBytes]int
+	m.n = 1
+	used := 0
+	for j := range m.used {
+		var rank [256]int
+		c := 0
+		for v := range 256 {
+			if m.seen[j][v] {
+				rank[v] = c
+				c++
+			}
+		}
+		if c == 1 {
+			radix[j] = 1
+			used = j + 1
+			continue
+		}
+		if m.n*c <= target {
+			for v := range 256 {
+				m.part[j][v] = uint32(rank[v])
+			}
+			radix[j] = c
+		} else {
+			// Take this byte in part: its c values in r ranges.
+			r := max(target/m.n, 1)
+			for v := range 256 {
+				m.part[j][v] = uint32(rank[v] * r / c)
+			}
+			radix[j] = r
+		}
+		m.n *= radix[j]
+		used = j + 1
+		if radix[j] != c {
+			break
+		}
+	}
+	m.used = used
+	// Weigh each byte by the buckets the bytes after it tell apart.
+	w := 1
+	for j := used - 1; j >= 0; j-- {
+		for v := range 256 {
+			m.part[j][v] *= uint32(w)
+		}
+		w *= radix[j]
+	}
+}
+
+// bucket returns the bucket of k.
+func (m *bucketMap) bucket(k uint64) uint32 {
+	b := uint32(0)
+	for j := range m.used {
+		b += m.part[j][m.byteAt(k, j)]
+	}
+	return b
 }
 
 func (a *Alloc) id() string { return a.ID }
