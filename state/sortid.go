@@ -19,12 +19,21 @@ type idOrder[T any] struct {
 	// descents counts the items added with an id smaller than the id of
 	// the item before them: with none, items is in id order.
 	descents int
+	// runs holds the indexes of those items while there are at most
+	// maxMergedRuns of them: items is then that many runs in id order.
+	runs []int
 }
+
+// maxMergedRuns is the most descents for which the items are listed by
+// merging their runs rather than by sorting them.
+const maxMergedRuns = 64
 
 // add appends it, whose id is id.
 func (o *idOrder[T]) add(it T, id string) {
 	if len(o.items) > 0 && id < o.last {
-		o.descents++
+		if o.descents++; o.descents <= maxMergedRuns {
+			o.runs = append(o.runs, len(o.items))
+		}
 	}
 	o.items = append(o.items, it)
 	o.last = id
@@ -40,12 +49,62 @@ func (o *idOrder[T]) presize(s *State) {
 
 // sorted returns the items sorted by id, in a new slice.
 func (o *idOrder[T]) sorted(id func(T) string) []T {
-	if o.descents == 0 {
+	switch {
+	case o.descents == 0:
 		out := make([]T, len(o.items))
 		copy(out, o.items)
 		return out
+	case o.descents <= maxMergedRuns:
+		return mergedRuns(o.items, o.runs, id)
 	}
 	return sortedByID(o.items, id)
+}
+
+// mergedRuns returns items sorted by id, in a new slice, given that the
+// runs of items that start at 0 and at each index of starts (ascending)
+// are each in id order: it merges them two by two, each round one pass.
+func mergedRuns[T any](items []T, starts []int, id func(T) string) []T {
+	n := len(items)
+	bounds := make([]int, 0, len(starts)+2)
+	bounds = append(append(append(bounds, 0), starts...), n)
+	src := make([]T, n)
+	copy(src, items)
+	if len(bounds) <= 2 {
+		return src
+	}
+	dst := make([]T, n)
+	for len(bounds) > 2 {
+		merged := bounds[:1]
+		for i := 0; i+1 < len(bounds); i += 2 {
+			if i+2 >= len(bounds) {
+				copy(dst[bounds[i]:], src[bounds[i]:bounds[i+1]])
+				merged = append(merged, bounds[i+1])
+				break
+			}
+			mergeTwo(dst[bounds[i]:bounds[i+2]], src[bounds[i]:bounds[i+1]], src[bounds[i+1]:bounds[i+2]], id)
+			merged = append(merged, bounds[i+2])
+		}
+		bounds = merged
+		src, dst = dst, src
+	}
+	return src
+}
+
+// mergeTwo merges a and b, each in id order, into dst (as long as both).
+func mergeTwo[T any](dst, a, b []T, id func(T) string) {
+	i, j, k := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		if id(b[j]) < id(a[i]) {
+			dst[k] = b[j]
+			j++
+		} else {
+			dst[k] = a[i]
+			i++
+		}
+		k++
+	}
+	k += copy(dst[k:], a[i:])
+	copy(dst[k:], b[j:])
 }
 
 // keyed stands for the item at index idx of the items being sorted, with

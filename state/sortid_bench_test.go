@@ -1,8 +1,10 @@
 package state
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +17,8 @@ import (
 // placed as an alloc with a random id) in pool "c1m", 1M evals with
 // ULIDs as ingest makes them in pool "ulid", and the same ULIDs submitted
 // in a random order (as clients choosing their own ids may) in pool
-// "shuffled".
+// "shuffled", and ingest's ULIDs but for 16 ids chosen by clients in pool
+// "mostly".
 var bsSorted struct {
 	once sync.Once
 	s    *State
@@ -38,14 +41,20 @@ func bsSortedState(b *testing.B) *State {
 		for i := range ids {
 			ids[i] = events.NewULID(t0.Add(time.Duration(i) * time.Microsecond))
 		}
+		r := rand.New(rand.NewPCG(1, 2))
 		shuffled := make([]string, nEvals)
-		for i, j := range rand.New(rand.NewPCG(1, 2)).Perm(nEvals) {
+		for i, j := range r.Perm(nEvals) {
 			shuffled[i] = ids[j]
+		}
+		// A few ids that clients chose, among ingest's.
+		mostly := slices.Clone(ids)
+		for i := range 16 {
+			mostly[r.IntN(nEvals)] = fmt.Sprintf("client-%02d-%d", i, r.Uint64())
 		}
 		for _, pool := range []struct {
 			id  string
 			ids []string
-		}{{"ulid", ids}, {"shuffled", shuffled}} {
+		}{{"ulid", ids}, {"shuffled", shuffled}, {"mostly", mostly}} {
 			if err := s.Apply(events.New(pool.id, t0, events.PoolCreatedData{Strategy: events.Spread}), events.Position{}); err != nil {
 				b.Fatal(err)
 			}
@@ -63,8 +72,8 @@ func bsSortedState(b *testing.B) *State {
 
 // BenchmarkPoolSorted1M measures Pool.Evals and Pool.Allocs (every eval or
 // alloc sorted by id) at a million of them: the c1m history's evals and
-// allocs, ingest's ULIDs in submission order, and ULIDs submitted in a
-// random order.
+// allocs, ingest's ULIDs in submission order, ULIDs submitted in a random
+// order, and ULIDs in order among a few ids chosen by clients.
 func BenchmarkPoolSorted1M(b *testing.B) {
 	s := bsSortedState(b)
 	for _, c := range []struct {
@@ -75,6 +84,7 @@ func BenchmarkPoolSorted1M(b *testing.B) {
 		{"allocs=c1m", func() int { return len(s.Pool("c1m").Allocs()) }},
 		{"evals=ulid", func() int { return len(s.Pool("ulid").Evals()) }},
 		{"evals=shuffled", func() int { return len(s.Pool("shuffled").Evals()) }},
+		{"evals=mostly", func() int { return len(s.Pool("mostly").Evals()) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
