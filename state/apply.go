@@ -94,6 +94,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		p.workers, p.evals, p.allocs = map[string]*Worker{}, map[string]*Eval{}, map[string]*Alloc{}
 		p.holders, p.queue, p.free = map[string]map[string]*Worker{}, newQueue(), newFreeIndex()
 		p.ttl, p.retry, p.datasets = newTTLIndex(), newEvalSet(), map[string]string{}
+		p.evalOrder, p.allocOrder = idOrder[*Eval]{}, idOrder[*Alloc]{}
 	case events.WorkerRegisteredData:
 		if p.Status != PoolActive {
 			return reject(e, "pool is %s", p.Status)
@@ -163,8 +164,10 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 			ev.more().payload = d.Payload
 		}
 		p.evals[ev.ID] = ev
+		p.evalOrder.add(ev, ev.ID)
 		if len(p.evals) == presizeAt {
 			p.evals = presized(s, p.evals, 0)
+			p.evalOrder.presize(s)
 		}
 		p.queue.push(ev)
 	case events.EvalRejectedData:
@@ -208,6 +211,7 @@ func (s *State) apply(e events.Envelope, pos events.Position) error {
 		}
 		if len(p.allocs) == presizeAt {
 			p.allocs = presized(s, p.allocs, 0)
+			p.allocOrder.presize(s)
 		}
 	case events.AllocCompletedData:
 		a := p.allocs[d.AllocID]
@@ -288,6 +292,7 @@ func (p *Pool) place(e events.Envelope, d events.AllocPlacedData) error {
 	a.setPlacement(Placement{Deadline: d.Deadline, Strategy: d.Strategy, Locality: d.Locality,
 		Candidates: d.Candidates, WaitedMs: d.WaitedMs, Basis: d.Basis})
 	p.allocs[a.ID] = a
+	p.allocOrder.add(a, a.ID)
 	p.ttl.put(allocTTL(a))
 	w.addRunning(a)
 	w.Used += a.Size

@@ -101,29 +101,39 @@ const presizeAt = 1 << 16
 const maxPresize = 1 << 24
 
 // presized returns m, or a copy of it sized for what the expected events
-// still to come will add if that is much more than m holds. m got len(m)
-// entries from the events applied since Expect (at most: it may hold older
-// ones), and each event to come is taken to add as many in proportion,
-// with an eighth to spare, up to most entries if most is positive.
+// still to come will add if that is much more than m holds (presizeWant).
 func presized[V any](s *State, m map[string]V, most int64) map[string]V {
-	seen, left := s.Applied-s.expectFrom, s.expectTo-s.Applied
-	if seen <= 0 || left <= 0 {
+	want := presizeWant(s, len(m), most)
+	if want == 0 {
 		return m
-	}
-	n := int64(len(m))
-	want := n + int64(min(float64(left)*float64(n)/float64(seen), float64(left)))
-	want = min(want+want/8, maxPresize)
-	if most > 0 {
-		want = min(want, most)
-	}
-	if want < 2*n {
-		return m // growing as it comes costs as little
 	}
 	out := make(map[string]V, want)
 	for k, v := range m {
 		out[k] = v
 	}
 	return out
+}
+
+// presizeWant returns how many entries to size a table holding n for, or
+// zero if growing it as entries come costs as little. It got n entries
+// from the events applied since Expect (at most: it may hold older ones),
+// and each event to come is taken to add as many in proportion, with an
+// eighth to spare, up to most entries if most is positive.
+func presizeWant(s *State, n int, most int64) int {
+	seen, left := s.Applied-s.expectFrom, s.expectTo-s.Applied
+	if seen <= 0 || left <= 0 {
+		return 0
+	}
+	have := int64(n)
+	want := have + int64(min(float64(left)*float64(have)/float64(seen), float64(left)))
+	want = min(want+want/8, maxPresize)
+	if most > 0 {
+		want = min(want, most)
+	}
+	if want < 2*have {
+		return 0 // growing as it comes costs as little
+	}
+	return int(want)
 }
 
 // Pool returns the pool with the given id, or nil.
@@ -158,6 +168,11 @@ type Pool struct {
 	workers map[string]*Worker
 	evals   map[string]*Eval
 	allocs  map[string]*Alloc
+	// evalOrder and allocOrder hold the same evals and allocs as evals
+	// and allocs, in the order the fold inserted them, for listing them
+	// by id without sorting them when that order is id order.
+	evalOrder  idOrder[*Eval]
+	allocOrder idOrder[*Alloc]
 	// holders maps a dataset to the workers holding a replica of it.
 	holders map[string]map[string]*Worker
 	// queue holds pending evals in queue order.
@@ -238,25 +253,12 @@ func (p *Pool) Workers() []*Worker {
 	return out
 }
 
-// Evals returns every eval sorted by id.
-func (p *Pool) Evals() []*Eval {
-	out := make([]*Eval, 0, len(p.evals))
-	for _, e := range p.evals {
-		out = append(out, e)
-	}
-	sortByID(out, (*Eval).id)
-	return out
-}
+// Evals returns every eval sorted by id. When the evals were submitted in
+// id order (as ingest's ids are) it costs a copy, not a sort.
+func (p *Pool) Evals() []*Eval { return p.evalOrder.sorted((*Eval).id) }
 
 // Allocs returns every alloc sorted by id.
-func (p *Pool) Allocs() []*Alloc {
-	out := make([]*Alloc, 0, len(p.allocs))
-	for _, a := range p.allocs {
-		out = append(out, a)
-	}
-	sortByID(out, (*Alloc).id)
-	return out
-}
+func (p *Pool) Allocs() []*Alloc { return p.allocOrder.sorted((*Alloc).id) }
 
 // Holders returns the workers holding a replica of dataset, sorted by id.
 // Replicas past their deadline but not yet expired are included; callers
