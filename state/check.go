@@ -98,6 +98,16 @@ func (p *Pool) check() error {
 	errs = append(errs, c.allocErrs...)
 	errs = append(errs, c.evalErrs...)
 	errs = append(errs, c.queueErrs...)
+	// The insertion-order lists (what Evals and Allocs list) hold as many
+	// entries as the tables: an insertion that missed one or was made
+	// twice shows. (Looking each one up would double the check's cost at
+	// a million allocs; the listings are tested against the tables.)
+	if n, m := len(p.evalOrder.items), len(p.evals); n != m {
+		bad(&errs, "the insertion order lists %d evals, the table holds %d", n, m)
+	}
+	if n, m := len(p.allocOrder.items), len(p.allocs); n != m {
+		bad(&errs, "the insertion order lists %d allocs, the table holds %d", n, m)
+	}
 	if want := len(p.workers) + c.replicas + c.running; p.ttl.Len() != want {
 		bad(&errs, "TTL index has %d entries, want %d (workers, replicas, running allocs)", p.ttl.Len(), want)
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/line-sched/line/events"
 )
@@ -77,6 +78,26 @@ func TestCheckConcurrently(t *testing.T) {
 			a := p.Alloc(p.Evals()[17].AllocID)
 			a.status = allocExpiredCode
 			return func() { a.status = allocRunningCode }
+		}},
+		{"a TTL bucket lists an alloc at a deadline it does not have", "TTL entry of alloc", func() func() {
+			a := p.Alloc(p.Evals()[19].AllocID)
+			old := a.deadline
+			a.deadline = toStamp(a.Deadline().Add(time.Second))
+			return func() { a.deadline = old }
+		}},
+		{"an alloc left out of its TTL bucket", "TTL buckets hold", func() func() {
+			p.ttl.nallocs++
+			return func() { p.ttl.nallocs-- }
+		}},
+		{"the insertion order misses an eval", "the insertion order lists", func() func() {
+			items := p.evalOrder.items
+			p.evalOrder.items = items[:len(items)-1]
+			return func() { p.evalOrder.items = items }
+		}},
+		{"the insertion order lists an alloc twice", "allocs, the table holds", func() func() {
+			items := p.allocOrder.items
+			p.allocOrder.items = append(slices.Clone(items), items[0])
+			return func() { p.allocOrder.items = items }
 		}},
 	}
 	for _, c := range corrupt {
