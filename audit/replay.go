@@ -451,8 +451,8 @@ func (rd *reader) run(ctx context.Context, base []kgo.Opt, opts Options, emit fu
 		kgo.FetchMaxWait(100*time.Millisecond),
 		// Large fetches: the default 1 MiB per partition is ~3,000 events.
 		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes),
-		// Fetched records and their decompressed bytes are used again
-		// once taken (below), not left to the collector.
+		// The slices of fetched records are used again once taken
+		// (below), not left to the collector.
 		kgo.WithPools(events.NewReadPools()))...)
 	if err != nil {
 		return err

@@ -216,8 +216,8 @@ func Open(ctx context.Context, opts Options) (*Projector, error) {
 		// partition is ~3,000 events, and a batch takes what is buffered.
 		kgo.FetchMaxBytes(fetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(fetchMaxBytes),
-		// Fetched records and their decompressed bytes are used again
-		// once folded (Run recycles them), not left to the collector.
+		// The slices of fetched records are used again once folded (Run
+		// recycles them), not left to the collector.
 		kgo.WithPools(events.NewReadPools()),
 	}, opts.ClientOpts...)
 	cl, err := kgo.NewClient(kopts...)
