@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -85,15 +84,7 @@ func TestTTLIndexMatchesASortedList(t *testing.T) {
 			for _, e := range model {
 				want = append(want, itemOf(e))
 			}
-			slices.SortFunc(want, func(a, b ttlItem) int {
-				switch {
-				case lessTTLByIDs(a, b):
-					return -1
-				case lessTTLByIDs(b, a):
-					return 1
-				}
-				return 0
-			})
+			sortedByIDs(want)
 			show := func(its []ttlItem) string {
 				var s []string
 				for _, it := range its {

@@ -30,6 +30,20 @@ func lessTTLByIDs(a, b ttlItem) bool {
 	return a.datasetID() < b.datasetID()
 }
 
+// sortedByIDs sorts items in the order lessTTLByIDs spells out.
+func sortedByIDs(items []ttlItem) []ttlItem {
+	slices.SortFunc(items, func(a, b ttlItem) int {
+		switch {
+		case lessTTLByIDs(a, b):
+			return -1
+		case lessTTLByIDs(b, a):
+			return 1
+		}
+		return 0
+	})
+	return items
+}
+
 // toIDs returns ids that stress the id prefix: random scheduler-like ids,
 // ids that share 8 or more bytes, ids shorter than 8 bytes, the empty id,
 // ids with NUL bytes (which the zero padding must not confuse with a shorter
@@ -124,16 +138,7 @@ func TestTTLIndexKeepsTheOrderOfTheIDs(t *testing.T) {
 	for _, it := range items {
 		ix.put(it.entry())
 	}
-	want := slices.Clone(items)
-	slices.SortFunc(want, func(a, b ttlItem) int {
-		switch {
-		case lessTTLByIDs(a, b):
-			return -1
-		case lessTTLByIDs(b, a):
-			return 1
-		}
-		return 0
-	})
+	want := sortedByIDs(slices.Clone(items))
 	want = slices.CompactFunc(want, func(a, b ttlItem) bool { return !lessTTLByIDs(a, b) && !lessTTLByIDs(b, a) })
 	var got []ttlItem
 	ix.Each(func(e TTLEntry) bool { got = append(got, itemOf(e)); return true })
