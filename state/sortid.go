@@ -121,26 +121,11 @@ type keyed struct {
 	bucket uint32
 }
 
-// idKeyAt is the key of id at depth: idKey of its bytes from depth on.
+// idKeyAt is the key of id at depth: idPrefixOf its bytes from depth on.
 // Among ids whose bytes before depth are equal (or equal once padded with
 // zero bytes to depth), ordering by key then id is the order of the ids.
 func idKeyAt(id string, depth int) uint64 {
-	return idKey(id[min(depth, len(id)):])
-}
-
-// idKey is idPrefixOf(id), the first 8 bytes of id big-endian, padded
-// with zero bytes, read in one load when id has them (idPrefixOf copies
-// them through a call).
-func idKey(id string) uint64 {
-	if len(id) >= 8 {
-		return uint64(id[7]) | uint64(id[6])<<8 | uint64(id[5])<<16 | uint64(id[4])<<24 |
-			uint64(id[3])<<32 | uint64(id[2])<<40 | uint64(id[1])<<48 | uint64(id[0])<<56
-	}
-	k := uint64(0)
-	for i := range len(id) {
-		k |= uint64(id[i]) << (56 - 8*i)
-	}
-	return k
+	return idPrefixOf(id[min(depth, len(id)):])
 }
 
 // Sizes that choose how keyed items are sorted.
@@ -186,7 +171,7 @@ func sortedByID[T any](items []T, id func(T) string) []T {
 	ks := make([]keyed, n)
 	lo, hi := ^uint64(0), uint64(0)
 	for i, it := range items {
-		k := idKey(id(it))
+		k := idPrefixOf(id(it))
 		ks[i] = keyed{key: k, idx: uint32(i)}
 		lo, hi = min(lo, k), max(hi, k)
 	}

@@ -342,9 +342,7 @@ func (w *Worker) Datasets() []string {
 
 // RunningAllocs returns the worker's running allocs sorted by id.
 func (w *Worker) RunningAllocs() []*Alloc {
-	out := slices.Clone(w.running)
-	sortByID(out, (*Alloc).id)
-	return out
+	return sortedByID(w.running, (*Alloc).id)
 }
 
 // Eval is a scheduling request and where it stands. It is kept compact (the

@@ -2,7 +2,6 @@ package state
 
 import (
 	"cmp"
-	"encoding/binary"
 	"math"
 	"time"
 
@@ -145,13 +144,20 @@ func (it ttlItem) datasetID() string {
 }
 
 // idPrefixOf packs the first 8 bytes of id big-endian into a uint64, padded
-// with zero bytes if id is shorter. Of two ids, the one with the smaller
-// prefix is the smaller string; equal prefixes tell nothing (the ids may
-// still differ after 8 bytes, or in trailing NUL bytes against padding).
+// with zero bytes if id is shorter (read in one load when id has them). Of
+// two ids, the one with the smaller prefix is the smaller string; equal
+// prefixes tell nothing (the ids may still differ after 8 bytes, or in
+// trailing NUL bytes against padding).
 func idPrefixOf(id string) uint64 {
-	var b [8]byte
-	copy(b[:], id)
-	return binary.BigEndian.Uint64(b[:])
+	if len(id) >= 8 {
+		return uint64(id[7]) | uint64(id[6])<<8 | uint64(id[5])<<16 | uint64(id[4])<<24 |
+			uint64(id[3])<<32 | uint64(id[2])<<40 | uint64(id[1])<<48 | uint64(id[0])<<56
+	}
+	k := uint64(0)
+	for i := range len(id) {
+		k |= uint64(id[i]) << (56 - 8*i)
+	}
+	return k
 }
 
 // entry returns the TTLEntry of it, with the deadline its owner holds (equal
@@ -245,7 +251,6 @@ func (t *TTLIndex) ascend(due bool, now time.Time, fn func(TTLEntry) bool) {
 		}
 		return more
 	}
-	var sorted []*Alloc
 	t.allocs.Ascend(func(b *allocBucket) bool {
 		bound := b.bound()
 		t.tree.AscendRange(from, bound, items)
@@ -255,9 +260,7 @@ func (t *TTLIndex) ascend(due bool, now time.Time, fn func(TTLEntry) bool) {
 		if !more {
 			return false
 		}
-		sorted = append(sorted[:0], b.allocs...)
-		sortByID(sorted, (*Alloc).id)
-		for _, a := range sorted {
+		for _, a := range sortedByID(b.allocs, (*Alloc).id) {
 			if !fn(TTLEntry{Kind: TTLAlloc, Deadline: a.Deadline(), Alloc: a}) {
 				more = false
 				return false

@@ -8,8 +8,8 @@ import (
 
 // BenchmarkTTLPutRounds measures TTLIndex.put alone for allocs placed the
 // way the scheduler places them in the c1m gate: rounds of 10,000 that
-// share one deadline, with random ids like the scheduler's. Within a round
-// the index orders entries by alloc id.
+// share one deadline, with random ids like the scheduler's. A round's
+// allocs go to one bucket, in no order (sorted when listed).
 func BenchmarkTTLPutRounds(b *testing.B) {
 	const n, round = 200_000, 10_000
 	t0 := time.Date(2026, 11, 26, 19, 0, 0, 0, time.UTC)
